@@ -1,0 +1,1 @@
+"""newsmon alerts: subscriptions, alert policy and delivery."""

@@ -1,0 +1,268 @@
+"""The ``newsmon`` command: parse arguments and settings, build, run, report. Nothing else.
+
+User errors (bad paths, bad topics or subscriptions files) print one line and exit 2 before any
+pipeline is built; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from alerts.subscriptions import SubscriptionError, load_subscriptions
+from pipelines import __version__
+from pipelines.classify.rules import RuleError, load_topics
+from pipelines.settings import ReplaySettings
+
+__all__ = ["default_seeds", "main"]
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Anything the user can fix; printed as one line."""
+
+
+def default_seeds() -> str:
+    """The checked-out ``seeds/`` next to the package, else the copy packaged inside the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "seeds"
+    if checkout.is_dir() and any(checkout.iterdir()):
+        return str(checkout)
+    return str(resources.files("pipelines").joinpath("_seeds"))
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
+    from pipelines.outputs import finalize_outputs
+    from pipelines.pipeline import build_pipeline
+    from pipelines.runner import make_pipeline
+    from pipelines.sources.replay import InputError, ReplayArticles, expand_inputs
+
+    settings = ReplaySettings(
+        inputs=args.paths or [default_seeds()],
+        out_dir=args.out,
+        speed=args.speed,
+        topics_file=args.topics,
+        subscriptions_file=args.subscriptions,
+    )
+    topics = _load_topics(settings.topics_file)
+    subscriptions = _load_subscriptions(settings.subscriptions_file, [t.id for t in topics.topics])
+    try:
+        specs = expand_inputs(settings.inputs)
+    except InputError as exc:
+        raise UserError(str(exc)) from None
+    _prepare_out_dir(settings.out_dir)
+
+    started = time.monotonic()
+    pipeline = make_pipeline(beam_args)
+    build_pipeline(
+        pipeline,
+        ReplayArticles(specs, max_file_bytes=settings.max_file_bytes, speed=settings.speed),
+        topics,
+        subscriptions,
+        out_dir=settings.out_dir,
+    )
+    pipeline.run().wait_until_finish()
+    finalize_outputs(settings.out_dir)
+    _print_summary(settings.out_dir, time.monotonic() - started, out)
+    return 0
+
+
+def _prepare_out_dir(out_dir: str) -> None:
+    from pipelines.outputs import parts_dir
+
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot create: {exc.strerror or exc}") from None
+    stale = Path(parts_dir(out_dir))
+    if stale.is_dir():
+        for leftover in stale.iterdir():  # shards of an interrupted run must not leak into this one
+            leftover.unlink()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _print_summary(out_dir: str, seconds: float, out: TextIO) -> None:
+    base = Path(out_dir)
+    items = _read_jsonl(base / "items.jsonl")
+    alerts = _read_jsonl(base / "alerts.jsonl")
+    dead = _read_jsonl(base / "dead_letters.jsonl")
+    per_source = Counter(r["source"] for r in items)
+    per_topic = Counter(t["topic"] for r in items for t in r["topics"])
+    out.write(f"newsmon replay: {len(items)} items, {len(alerts)} alerts, {len(dead)} dead letters "
+              f"in {seconds:.1f} s -> {out_dir}/\n")
+    out.write("items per source:\n")
+    for source, n in sorted(per_source.items()):
+        out.write(f"  {n:5d}  {source}\n")
+    out.write("items per topic:\n")
+    for topic, n in sorted(per_topic.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.write(f"  {n:5d}  {topic}\n")
+    out.write("alerts per subscription and topic:\n")
+    pairs = Counter((a["subscription"], t) for a in alerts for t in a["topics"])
+    for (sub, topic), n in sorted(pairs.items()):
+        out.write(f"  {n:5d}  {sub}: {topic}\n")
+    if dead:
+        out.write("dead letters:\n")
+        for (stage, reason), n in sorted(Counter((d["stage"], d["reason"]) for d in dead).items()):
+            out.write(f"  {n:5d}  {stage}: {reason}\n")
+    else:
+        out.write("dead letters: none\n")
+
+
+# --- classify / topics ----------------------------------------------------------------------------
+
+
+def _load_topics(path: str | None):
+    try:
+        return load_topics(path)
+    except RuleError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _load_subscriptions(path: str | None, known_topics: list[str]):
+    try:
+        subs = load_subscriptions(path)
+        subs.check_topics(known_topics)
+    except SubscriptionError as exc:
+        raise UserError(str(exc)) from None
+    return subs
+
+
+def _open_input(name: str) -> TextIO:
+    if name == "-":
+        return sys.stdin
+    try:
+        return open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by caller
+    except OSError as exc:
+        raise UserError(f"{name}: {exc.strerror or exc}") from None
+
+
+def _classify(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.classify.engine import Engine
+
+    engine = Engine(_load_topics(args.topics))
+    failed = False
+    stream = _open_input(args.file)
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            record, error = _classify_line(engine, line)
+            if error is not None:
+                failed = True
+                record = {"line": number, "error": error}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return 1 if failed else 0
+
+
+def _classify_line(engine, line: str) -> tuple[dict, str | None]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return {}, f"not JSON: {exc.msg} at column {exc.colno}"
+    if not isinstance(obj, dict):
+        return {}, "not a JSON object"
+    title = obj.get("title", "")
+    body = next((obj[k] for k in ("body", "summary", "text") if isinstance(obj.get(k), str)), "")
+    if not isinstance(title, str) or not (title or body):
+        return {}, "needs a string 'title' and/or one of 'summary', 'body', 'text'"
+    matches = engine.classify(title, body)
+    return {"id": obj.get("id"), "topics": [m.model_dump(mode="json") for m in matches]}, None
+
+
+def _topics(args: argparse.Namespace, out: TextIO) -> int:
+    topics = _load_topics(args.topics)
+    for t in topics.topics:
+        rules = len(t.terms) + len(t.near) + len(t.all_of) + len(t.none_of) + len(t.mask)
+        out.write(f"{t.id:<17} {t.label}\n  {t.definition}\n  threshold {t.threshold:g}; {len(t.terms)} terms, "
+                  f"{len(t.near)} near, {len(t.all_of)} all_of, {len(t.none_of)} none_of, "
+                  f"{len(t.mask)} mask ({rules} rules)\n")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsmon", description="Stream-processing news monitor: replay articles, classify topics, alert."
+    )
+    parser.add_argument("--version", action="version", version=f"newsmon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    replay = sub.add_parser(
+        "replay",
+        help="replay article files through the pipeline (default: the seeds)",
+        description="Replay article files in event time through classify and alerts. Unknown options "
+        "are passed to Beam (e.g. --runner, --direct_running_mode=multi_processing).",
+    )
+    replay.add_argument("paths", nargs="*", metavar="PATH", help="files, directories or globs (local or gs://)")
+    replay.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    replay.add_argument("--speed", type=_non_negative, default=0.0, metavar="N",
+                        help="event-time seconds per wall second; 0 = as fast as possible (default)")
+    replay.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+    replay.add_argument("--subscriptions", metavar="FILE", help="subscriptions TOML (default: all topics)")
+
+    classify = sub.add_parser("classify", help="classify JSONL items (no Beam)",
+                              description="Read JSONL objects with title and summary/body/text; write topics.")
+    classify.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSONL input, - for stdin")
+    classify.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+
+    topics = sub.add_parser("topics", help="list the taxonomy", description="List topics with rule counts.")
+    topics.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+    return parser
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "replay":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "replay":
+            return _replay(args, extra, out)
+        if args.command == "classify":
+            return _classify(args, out)
+        return _topics(args, out)
+    except UserError as exc:
+        print(f"newsmon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("newsmon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

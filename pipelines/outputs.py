@@ -1,0 +1,107 @@
+"""JSONL outputs: records written as shards by Beam, then merged into one sorted file per kind.
+
+Sorting on stable keys is what makes a rerun byte-identical whatever the runner's bundling.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Callable
+
+import apache_beam as beam
+
+from pipelines.model import Alert, ClassifiedItem, DeadLetter
+
+__all__ = [
+    "OUTPUT_KINDS",
+    "WriteJsonl",
+    "alert_record",
+    "dead_letter_record",
+    "finalize_outputs",
+    "item_record",
+    "parts_dir",
+]
+
+OUTPUT_KINDS = ("items", "alerts", "dead_letters")
+_PARTS = ".parts"
+
+
+def item_record(classified: ClassifiedItem) -> dict:
+    item = classified.item
+    return {
+        "id": item.id,
+        "source": item.source,
+        "source_kind": item.source_kind,
+        "title": item.title,
+        "url": item.url,
+        "published": item.published.isoformat() if item.published else None,
+        "ingested": item.ingested.isoformat(),
+        "topics": [m.model_dump(mode="json") for m in classified.matches],
+    }
+
+
+def alert_record(alert: Alert) -> dict:
+    return alert.model_dump(mode="json")
+
+
+def dead_letter_record(letter: DeadLetter) -> dict:
+    return letter.model_dump(mode="json")
+
+
+def _dumps(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=False, separators=(",", ":"))
+
+
+def parts_dir(out_dir: str) -> str:
+    return os.path.join(out_dir, _PARTS)
+
+
+class WriteJsonl(beam.PTransform):
+    """Records → JSONL shards under ``OUT/.parts/KIND``; :func:`finalize_outputs` merges them."""
+
+    def __init__(self, out_dir: str, kind: str, to_record: Callable[[object], dict]) -> None:
+        super().__init__()
+        self._prefix = os.path.join(parts_dir(out_dir), kind)
+        self._to_record = to_record
+
+    def expand(self, pcoll: beam.PCollection) -> beam.pvalue.PDone:
+        to_record = self._to_record
+        return (
+            pcoll
+            | "ToJson" >> beam.Map(lambda x: _dumps(to_record(x)))
+            | "WriteShards" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
+        )
+
+
+_SORT_KEYS: dict[str, Callable[[dict], tuple]] = {
+    "items": lambda r: (r["ingested"], r["id"]),
+    "alerts": lambda r: (r["timestamp"], r["id"]),
+    "dead_letters": lambda r: (r["stage"], r["source"], r["reason"], r["detail"]),
+}
+
+
+def finalize_outputs(out_dir: str, append: bool = False) -> dict[str, int]:
+    """Merge the shards of each kind into ``OUT/KIND.jsonl`` (sorted), remove them; return counts."""
+    counts: dict[str, int] = {}
+    for kind in OUTPUT_KINDS:
+        shards = sorted(glob.glob(os.path.join(parts_dir(out_dir), f"{kind}-*.jsonl")))
+        lines: list[str] = []
+        for shard in shards:
+            with open(shard, encoding="utf-8") as fh:
+                lines.extend(line.rstrip("\n") for line in fh if line.strip())
+        records = sorted(((_SORT_KEYS[kind](json.loads(line)), line) for line in lines), key=lambda t: t[0])
+        target = os.path.join(out_dir, f"{kind}.jsonl")
+        mode = "a" if append else "w"
+        with open(target, mode, encoding="utf-8") as fh:
+            for _, line in records:
+                fh.write(line + "\n")
+        for shard in shards:
+            os.remove(shard)
+        counts[kind] = len(records)
+    try:
+        os.rmdir(parts_dir(out_dir))
+    except OSError:
+        pass
+    return counts
