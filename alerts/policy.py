@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.model import Alert, AlertItem, ClassifiedItem, stable_id
 from alerts.subscriptions import Subscription
+from pipelines.model import Alert, AlertItem, ClassifiedItem, stable_id
 
 __all__ = ["alert_id", "item_alerts"]
 
@@ -34,9 +34,7 @@ def item_alerts(classified: ClassifiedItem, subscriptions: list[Subscription]) -
                 topics=[m.topic for m in wanted],
                 scores={m.topic: m.score for m in wanted},
                 items=[
-                    AlertItem(
-                        id=item.id, title=item.title, url=item.url, source=item.source, published=item.published
-                    )
+                    AlertItem(id=item.id, title=item.title, url=item.url, source=item.source, published=item.published)
                 ],
                 reason=reason,
                 timestamp=item.ingested,

@@ -11,7 +11,7 @@ from alerts.subscriptions import SubscriptionsFile
 from pipelines import metrics
 from pipelines.model import Alert, ClassifiedItem
 
-__all__ = ["ApplyPolicy", "DELIVERED", "DeliverAlerts"]
+__all__ = ["DELIVERED", "ApplyPolicy", "DeliverAlerts"]
 
 DELIVERED = "delivered"
 DEAD_LETTERS = "dead_letters"

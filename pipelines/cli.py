@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -107,8 +108,10 @@ def _print_summary(out_dir: str, seconds: float, out: TextIO) -> None:
     dead = _read_jsonl(base / "dead_letters.jsonl")
     per_source = Counter(r["source"] for r in items)
     per_topic = Counter(t["topic"] for r in items for t in r["topics"])
-    out.write(f"newsmon replay: {len(items)} items, {len(alerts)} alerts, {len(dead)} dead letters "
-              f"in {seconds:.1f} s -> {out_dir}/\n")
+    out.write(
+        f"newsmon replay: {len(items)} items, {len(alerts)} alerts, {len(dead)} dead letters "
+        f"in {seconds:.1f} s -> {out_dir}/\n"
+    )
     out.write("items per source:\n")
     for source, n in sorted(per_source.items()):
         out.write(f"  {n:5d}  {source}\n")
@@ -150,7 +153,7 @@ def _open_input(name: str) -> TextIO:
     if name == "-":
         return sys.stdin
     try:
-        return open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by caller
+        return open(name, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise UserError(f"{name}: {exc.strerror or exc}") from None
 
@@ -195,9 +198,11 @@ def _topics(args: argparse.Namespace, out: TextIO) -> int:
     topics = _load_topics(args.topics)
     for t in topics.topics:
         rules = len(t.terms) + len(t.near) + len(t.all_of) + len(t.none_of) + len(t.mask)
-        out.write(f"{t.id:<17} {t.label}\n  {t.definition}\n  threshold {t.threshold:g}; {len(t.terms)} terms, "
-                  f"{len(t.near)} near, {len(t.all_of)} all_of, {len(t.none_of)} none_of, "
-                  f"{len(t.mask)} mask ({rules} rules)\n")
+        out.write(
+            f"{t.id:<17} {t.label}\n  {t.definition}\n  threshold {t.threshold:g}; {len(t.terms)} terms, "
+            f"{len(t.near)} near, {len(t.all_of)} all_of, {len(t.none_of)} none_of, "
+            f"{len(t.mask)} mask ({rules} rules)\n"
+        )
     return 0
 
 
@@ -219,13 +224,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("paths", nargs="*", metavar="PATH", help="files, directories or globs (local or gs://)")
     replay.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
-    replay.add_argument("--speed", type=_non_negative, default=0.0, metavar="N",
-                        help="event-time seconds per wall second; 0 = as fast as possible (default)")
+    replay.add_argument(
+        "--speed",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help="event-time seconds per wall second; 0 = as fast as possible (default)",
+    )
     replay.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     replay.add_argument("--subscriptions", metavar="FILE", help="subscriptions TOML (default: all topics)")
 
-    classify = sub.add_parser("classify", help="classify JSONL items (no Beam)",
-                              description="Read JSONL objects with title and summary/body/text; write topics.")
+    classify = sub.add_parser(
+        "classify",
+        help="classify JSONL items (no Beam)",
+        description="Read JSONL objects with title and summary/body/text; write topics.",
+    )
     classify.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSONL input, - for stdin")
     classify.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
 
@@ -244,8 +257,21 @@ def _non_negative(text: str) -> float:
     return value
 
 
+class _QuietBeamImports(logging.Filter):
+    """Beam warns at import time about optional GCP clients that local runs never use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("apitools not found")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="newsmon: %(levelname)s: %(name)s: %(message)s")
+    logging.getLogger().addFilter(_QuietBeamImports())
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    _configure_logging()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "replay":

@@ -33,7 +33,5 @@ class DedupeItems(beam.PTransform):
             | "KeyById" >> beam.Map(lambda it: (it.id, it))
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
-            | "RestoreEventTime" >> beam.Map(
-                lambda it: beam.window.TimestampedValue(it, it.ingested.timestamp())
-            )
+            | "RestoreEventTime" >> beam.Map(lambda it: beam.window.TimestampedValue(it, it.ingested.timestamp()))
         )

@@ -5,6 +5,7 @@ Sorting on stable keys is what makes a rerun byte-identical whatever the runner'
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -100,8 +101,6 @@ def finalize_outputs(out_dir: str, append: bool = False) -> dict[str, int]:
         for shard in shards:
             os.remove(shard)
         counts[kind] = len(records)
-    try:
+    with contextlib.suppress(OSError):  # other files left there: keep the folder
         os.rmdir(parts_dir(out_dir))
-    except OSError:
-        pass
     return counts

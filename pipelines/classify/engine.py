@@ -29,10 +29,29 @@ from pipelines.model import Evidence, TopicMatch
 __all__ = ["Engine", "Hit", "normalize"]
 
 _FOLD = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-    "\u2212": "-", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\n": " ", "\r": " ", "\t": " ",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u02bc": "'",
+    "\u2032": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u2033": '"',
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2012": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2015": "-",
+    "\u2212": "-",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u202f": " ",
+    "\n": " ",
+    "\r": " ",
+    "\t": " ",
 }
 _FOLD_TABLE = str.maketrans(_FOLD)
 _FIELDS = ("title", "body")
@@ -63,7 +82,7 @@ def _variants(pattern: str) -> tuple[list[str], bool, bool]:
     """Normalised keys for one pattern, whether it is a prefix wildcard, whether case-sensitive."""
     prefix = pattern.endswith("*")
     raw = pattern[:-1] if prefix else pattern
-    upper = raw.isupper() and raw.replace(" ", "").isalpha()
+    upper = raw.isupper()
     base = normalize(raw)[0].strip()
     keys = {base}
     if " " in base or "-" in base:
@@ -71,7 +90,7 @@ def _variants(pattern: str) -> tuple[list[str], bool, bool]:
         keys.add(base.replace(" ", "-"))
     if "-" in base:
         keys.add(base.replace("-", ""))
-    if upper and " " not in base and 2 <= len(base) <= 4:
+    if upper and base.isalpha() and 2 <= len(base) <= 4:
         keys.add(".".join(base) + ".")  # UK → u.k.
     return sorted(keys), prefix, upper
 
@@ -96,9 +115,7 @@ class Engine:
     def __init__(self, topics: TopicsFile) -> None:
         self.topics = topics
         self.max_count = topics.max_count
-        self._compiled = [
-            _Compiled(rule, rule.title_weight or topics.title_weight) for rule in topics.topics
-        ]
+        self._compiled = [_Compiled(rule, rule.title_weight or topics.title_weight) for rule in topics.topics]
         self._case_sensitive: set[str] = set()
         automaton = ahocorasick.Automaton()
         keys: dict[str, list[tuple[str, bool]]] = defaultdict(list)

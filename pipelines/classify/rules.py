@@ -45,8 +45,17 @@ __all__ = [
 ]
 
 TOPIC_IDS = (
-    "spying", "embassy", "tariffs", "cyber", "human-rights", "hong-kong", "taiwan",
-    "trade-investment", "visas-travel", "sanctions", "tech-regulation",
+    "spying",
+    "embassy",
+    "tariffs",
+    "cyber",
+    "human-rights",
+    "hong-kong",
+    "taiwan",
+    "trade-investment",
+    "visas-travel",
+    "sanctions",
+    "tech-regulation",
 )
 DEFAULT_TOPICS = "topics.toml"
 

@@ -104,7 +104,7 @@ def _looks_wrapped(lines: list[str]) -> bool:
         return False
     width = max(len(line) for line in lines)
     full = sum(1 for line in lines if len(line) >= width * 0.8)
-    return width >= 50 and full >= len(lines) * 0.5
+    return 50 <= width <= 150 and full >= len(lines) * 0.4
 
 
 def paragraphs(text: str) -> list[str]:
@@ -200,9 +200,17 @@ _MONTHS = {
     m: i
     for i, names in enumerate(
         [
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
-            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
-            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
             ("dec", "december"),
         ],
         start=1,
@@ -210,10 +218,25 @@ _MONTHS = {
     for m in names
 }
 _ZONES = {
-    "utc": 0, "gmt": 0, "z": 0, "bst": 1, "cet": 1, "cest": 2, "est": -5, "edt": -4,
-    "cst": -6, "cdt": -5, "pst": -8, "pdt": -7, "hkt": 8, "jst": 9,
+    "utc": 0,
+    "gmt": 0,
+    "z": 0,
+    "bst": 1,
+    "cet": 1,
+    "cest": 2,
+    "est": -5,
+    "edt": -4,
+    "cst": -6,
+    "cdt": -5,
+    "pst": -8,
+    "pdt": -7,
+    "hkt": 8,
+    "jst": 9,
 }
-_MONTH_RE = r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+_MONTH_RE = (
+    r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
 _TIME_RE = (
     r"(?:[\s,]+(?:at\s+)?(?P<h>\d{1,2})[:.](?P<mi>\d{2})(?:\s*(?P<ampm>[ap]\.?m\.?))?"
     r"(?:\s+(?P<tz>[A-Za-z]{1,4})\b)?)?"
@@ -225,7 +248,8 @@ _DATE_PATTERNS = [
     re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MONTH_RE + r",?\s+(?P<y>\d{4})" + _TIME_RE, re.IGNORECASE),
     # 2024-10-17T14:16:00Z / 2024-10-17 14:16
     re.compile(
-        r"\b(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::\d{2})?(?P<tz>Z|[+-]\d{2}:?\d{2})?)?\b"
+        r"\b(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
+        r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::\d{2})?(?P<tz>Z|[+-]\d{2}:?\d{2})?)?\b"
     ),
 ]
 # Only short paragraphs near the top are dateline/byline material; body sentences mention dates too.
@@ -290,12 +314,7 @@ _TITLE_MAX = 140
 
 
 def _is_headline(para: str) -> bool:
-    return (
-        len(para) <= 200
-        and len(para.split()) <= 30
-        and not _SENTENCE_END.search(para)
-        and not _DATELINE.match(para)
-    )
+    return len(para) <= 200 and len(para.split()) <= 30 and not _SENTENCE_END.search(para) and not _DATELINE.match(para)
 
 
 _SENTENCE_BREAK = re.compile(r"[.!?][”\"’']?\s+(?=[“\"‘']?[A-Z0-9])")
@@ -328,11 +347,7 @@ def _boundaries(paras: list[str]) -> list[list[str]]:
         if _TAG_LINE.match(para):
             groups.append([])  # the tag closes the article; it is not text
             continue
-        fresh = (
-            len(current) >= _MIN_ARTICLE_PARAS
-            and _FRESH_LEAD.match(para)
-            and _CLOSING_QUOTE.search(current[-1])
-        )
+        fresh = len(current) >= _MIN_ARTICLE_PARAS and _FRESH_LEAD.match(para) and _CLOSING_QUOTE.search(current[-1])
         if current and (_DATELINE.match(para) or fresh):
             groups.append([para])
         else:
@@ -354,7 +369,5 @@ def split_articles(text: str) -> list[Article]:
             title, body_paras = group[0], group[1:]
         else:
             title, body_paras = _first_sentence(group[0]), group
-        articles.append(
-            Article(title=title, body="\n\n".join(body_paras), published=published, ordinal=len(articles))
-        )
+        articles.append(Article(title=title, body="\n\n".join(body_paras), published=published, ordinal=len(articles)))
     return articles

@@ -25,10 +25,10 @@ from pipelines.sources.articles import BinaryFileError, decode_text, split_artic
 
 __all__ = [
     "DEAD_LETTERS",
+    "UNDATED_EPOCH",
     "InputSpec",
     "ParseArticleFile",
     "ReplayArticles",
-    "UNDATED_EPOCH",
     "expand_inputs",
     "parse_file",
 ]
@@ -77,7 +77,7 @@ def expand_inputs(paths: Iterable[str]) -> list[InputSpec]:
                 pattern, root = absolute, os.path.dirname(static) or os.sep
         try:
             result: MatchResult = FileSystems.match([pattern])[0]
-        except Exception as exc:  # noqa: BLE001 - each filesystem raises its own error types
+        except Exception as exc:
             raise InputError(f"{raw}: cannot list: {exc}") from None
         if not any(not _hidden(m.path) for m in result.metadata_list):
             raise InputError(f"{raw}: no such file or directory (or nothing matches)")
@@ -211,7 +211,5 @@ class ReplayArticles(beam.PTransform):
                 | "Collect" >> beam.combiners.ToList()
                 | "PaceInEventTime" >> beam.ParDo(_Pace(self._speed, self._sleep))
             )
-        stamped = items | "EventTime" >> beam.Map(
-            lambda item: TimestampedValue(item, item.ingested.timestamp())
-        )
+        stamped = items | "EventTime" >> beam.Map(lambda item: TimestampedValue(item, item.ingested.timestamp()))
         return {"items": stamped, DEAD_LETTERS: parsed[DEAD_LETTERS]}
