@@ -36,7 +36,7 @@ def default_seeds() -> str:
     checkout = Path(__file__).resolve().parent.parent / "seeds"
     if checkout.is_dir() and any(checkout.iterdir()):
         return str(checkout)
-    return str(resources.files("pipelines").joinpath("_seeds"))
+    return str(resources.files("pipelines").joinpath("seeds"))
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -194,6 +194,41 @@ def _classify_line(engine, line: str) -> tuple[dict, str | None]:
     return {"id": obj.get("id"), "topics": [m.model_dump(mode="json") for m in matches]}, None
 
 
+def _eval(args: argparse.Namespace, out: TextIO) -> int:
+    from pipelines.classify.engine import Engine
+    from pipelines.classify.evaluate import LabelError, evaluate, read_labeled
+
+    topics = _load_topics(args.topics)
+    engine = Engine(topics)
+    stream = _open_input(args.file)
+    try:
+        examples = read_labeled(stream, set(engine.topic_ids))
+    except LabelError as exc:
+        raise UserError(f"{args.file}: {exc}") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    report = evaluate(engine, examples)
+    if args.json:
+        out.write(json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
+        return 0
+    out.write(f"{len(examples)} examples\n{'topic':<17} {'prec':>6} {'recall':>6} {'F1':>6} {'support':>7}\n")
+    for t, s in report.scores.items():
+        out.write(f"{t:<17} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} {s.support:7d}\n")
+    out.write(f"{'macro-F1':<17} {'':>6} {'':>6} {report.macro_f1:6.3f}\n")
+    if report.errors:
+        out.write("\nerrors (FP = false positive with its evidence, FN = missed label):\n")
+    for err in report.errors:
+        tag = "FP" if err.kind == "false_positive" else "FN"
+        out.write(f"  {tag} {err.topic:<16} line {err.example.line}: {err.example.title[:90]}\n")
+        if err.match is not None:
+            ev = ", ".join(f"{e.text!r}/{e.field}/{e.rule}" for e in err.match.evidence[:8])
+            out.write(f"       score {err.match.score:.2f}; evidence: {ev}\n")
+        else:
+            out.write(f"       labels: {', '.join(sorted(err.example.topics))}\n")
+    return 0
+
+
 def _topics(args: argparse.Namespace, out: TextIO) -> int:
     topics = _load_topics(args.topics)
     for t in topics.topics:
@@ -242,6 +277,16 @@ def _parser() -> argparse.ArgumentParser:
     classify.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSONL input, - for stdin")
     classify.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
 
+    evaluate = sub.add_parser(
+        "eval",
+        help="precision/recall/F1 of the topic rules on labelled JSONL",
+        description="Lines: {\"title\", \"summary\"|\"body\", \"topics\": [...]}. Prints per-topic precision, "
+        "recall, F1, support, macro-F1 and the false positives/negatives with their evidence.",
+    )
+    evaluate.add_argument("file", metavar="LABELED.jsonl", help="labelled JSONL, - for stdin")
+    evaluate.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable report")
+
     topics = sub.add_parser("topics", help="list the taxonomy", description="List topics with rule counts.")
     topics.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     return parser
@@ -281,6 +326,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _replay(args, extra, out)
         if args.command == "classify":
             return _classify(args, out)
+        if args.command == "eval":
+            return _eval(args, out)
         return _topics(args, out)
     except UserError as exc:
         print(f"newsmon: error: {exc}", file=sys.stderr)
