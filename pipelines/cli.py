@@ -280,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "eval",
         help="precision/recall/F1 of the topic rules on labelled JSONL",
-        description="Lines: {\"title\", \"summary\"|\"body\", \"topics\": [...]}. Prints per-topic precision, "
+        description='Lines: {"title", "summary"|"body", "topics": [...]}. Prints per-topic precision, '
         "recall, F1, support, macro-F1 and the false positives/negatives with their evidence.",
     )
     evaluate.add_argument("file", metavar="LABELED.jsonl", help="labelled JSONL, - for stdin")

@@ -161,6 +161,48 @@ def test_topics_lists_the_taxonomy(tmp_path):
 
 
 def test_help_on_every_command(tmp_path):
-    for cmd in ([], ["replay"], ["classify"], ["topics"]):
+    for cmd in ([], ["replay"], ["classify"], ["eval"], ["topics"]):
         result = newsmon(*cmd, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "usage: newsmon" in result.stdout
+
+
+def test_eval_prints_table_and_errors_with_evidence(tmp_path):
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"title": "Two men charged with spying for China", "summary": "Espionage case.", "topics": ["spying"]},
+                {"title": "Spy ring: MI5 hunts agents", "summary": "Counter-intelligence officers.", "topics": []},
+                {"title": "Lemon cake recipe", "summary": "Bake it.", "topics": ["tariffs"]},
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    result = newsmon("eval", str(labeled), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "macro-F1" in result.stdout
+    assert "FP spying" in result.stdout and "evidence:" in result.stdout
+    assert "FN tariffs" in result.stdout
+    report = json.loads(newsmon("eval", str(labeled), "--json", cwd=tmp_path).stdout)
+    assert report["topics"]["spying"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": 0.6667,
+        "support": 1,
+        "tp": 1,
+        "fp": 1,
+        "fn": 0,
+    }
+    assert report["topics"]["tariffs"]["fn"] == 1
+    fp = next(e for e in report["errors"] if e["kind"] == "false_positive")
+    assert fp["line"] == 2 and fp["evidence"]
+
+
+def test_eval_rejects_unknown_topic_labels_with_line_number(tmp_path):
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_text(json.dumps({"title": "x", "topics": ["spies"]}) + "\n", encoding="utf-8")
+    result = newsmon("eval", str(labeled), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"newsmon: error: {labeled}: line 1: unknown topic(s) spies"
