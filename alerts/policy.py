@@ -28,8 +28,8 @@ def item_alerts(classified: ClassifiedItem, subscriptions: list[Subscription]) -
         )
         alerts.append(
             Alert(
-                id=alert_id(sub.id, "item", item.id),
-                kind="item",
+                id=alert_id(sub.id, "alert.item", item.id),
+                kind="alert.item",
                 subscription=sub.id,
                 topics=[m.topic for m in wanted],
                 scores={m.topic: m.score for m in wanted},

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Alert",
+    "AlertKind",
     "AlertItem",
     "ClassifiedItem",
     "DeadLetter",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 SourceKind = Literal["replay", "rss", "pubsub", "test"]
+AlertKind = Literal["alert.item", "alert.updated", "alert.burst", "feed.down", "feed.recovered"]
 
 
 def stable_id(*parts: str, length: int = 16) -> str:
@@ -67,6 +69,9 @@ class NewsItem(_Model):
     body: str = ""
     published: datetime | None = Field(default=None, description="UTC publication time, if known")
     ingested: datetime = Field(description="the event timestamp actually used for this item (UTC)")
+    guid: str | None = Field(default=None, description="the feed entry's guid/id, when it has one")
+    date_estimated: bool = Field(default=False, description="no usable date: ingested is the fetch time")
+    also_sources: list[str] = Field(default_factory=list, description="other feeds that carried this item")
 
     _utc = field_validator("published", "ingested")(to_utc)
 
@@ -106,19 +111,22 @@ class AlertItem(_Model):
     url: str | None = None
     source: str
     published: datetime | None = None
+    matches: list[TopicMatch] = Field(default_factory=list, description="topics, scores and evidence")
 
     _utc = field_validator("published")(to_utc)
 
 
 class Alert(_Model):
     id: str = Field(description="deterministic: derived from subscription, kind and subject")
-    kind: Literal["item", "story_update", "burst", "feed_health"]
+    kind: AlertKind = Field(description="also the webhook event type")
     subscription: str
     topics: list[str]
     scores: dict[str, float] = Field(default_factory=dict)
     items: list[AlertItem]
     reason: str
     timestamp: datetime = Field(description="event time of the alert (UTC)")
+    story_id: str | None = Field(default=None, description="the story an item or update belongs to")
+    details: dict[str, Any] = Field(default_factory=dict, description="kind-specific facts (burst counts, feed)")
 
     _utc = field_validator("timestamp")(to_utc)
 

@@ -32,7 +32,7 @@ def test_round_trip_every_model():
     classified = ClassifiedItem(item=item, matches=[match()])
     alert = Alert(
         id="alrt_x",
-        kind="item",
+        kind="alert.item",
         subscription="s",
         topics=["spying"],
         scores={"spying": 0.6},

@@ -20,7 +20,7 @@ def classified(*scores: tuple[str, float]) -> ClassifiedItem:
 
 def test_default_subscription_alerts_on_every_topic():
     (alert,) = item_alerts(classified(("spying", 0.7), ("cyber", 0.55)), default_subscriptions().subscriptions)
-    assert alert.topics == ["spying", "cyber"] and alert.kind == "item"
+    assert alert.topics == ["spying", "cyber"] and alert.kind == "alert.item"
     assert alert.items[0].id == "i1" and alert.timestamp == WHEN
 
 
