@@ -39,6 +39,9 @@ class Article:
 # --- decoding -------------------------------------------------------------------------------------
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+
+
 def decode_text(data: bytes) -> tuple[str, bool]:
     """Decode file bytes. Returns (text, replaced) where ``replaced`` says invalid UTF-8 was replaced.
 
@@ -57,7 +60,7 @@ def decode_text(data: bytes) -> tuple[str, bool]:
         replaced = True
     sample = text[:8192]
     if sample:
-        control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+        control = len(_CONTROL_CHARS.findall(sample))
         bad = sample.count("\ufffd")
         if (control + bad) / len(sample) > 0.10:
             raise BinaryFileError("mostly control or undecodable characters")
@@ -112,7 +115,7 @@ def paragraphs(text: str) -> list[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     out: list[str] = []
     for block in re.split(r"\n\s*\n", text):
-        lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in block.split("\n")]
+        lines = [" ".join(ln.split()) for ln in block.split("\n")]
         lines = [ln for ln in lines if ln]
         if not lines:
             continue
@@ -153,11 +156,14 @@ _BLURBS = [
 _BLURB_MAX = 8
 # Photo credits glued to a caption: "… pressure to do so. | Jessica Lee/EPA"
 _CAPTION_CREDIT = re.compile(r"\s\|\s[^|]{2,60}/[^|]{2,40}$")
-_FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-", "\u00a0": " "})
+_FOLD_PAIRS = (("’", "'"), ("‘", "'"), ("“", '"'), ("”", '"'), ("—", "-"), ("–", "-"))
 
 
 def _fingerprint(para: str) -> str:
-    return re.sub(r"\s+", " ", para.translate(_FOLD)).strip().lower()
+    for char, repl in _FOLD_PAIRS:
+        if char in para:
+            para = para.replace(char, repl)
+    return " ".join(para.split()).lower()
 
 
 def strip_boilerplate(paras: list[str]) -> list[str]:
