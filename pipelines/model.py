@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Alert",
-    "AlertKind",
     "AlertItem",
+    "AlertKind",
     "ClassifiedItem",
     "DeadLetter",
     "Evidence",
