@@ -62,6 +62,7 @@ def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     except InputError as exc:
         raise UserError(str(exc)) from None
     _prepare_out_dir(settings.out_dir)
+    _start_metrics(settings.out_dir, beam_args, args.metrics_port)
 
     started = time.monotonic()
     pipeline = make_pipeline(beam_args)
@@ -74,8 +75,37 @@ def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     )
     pipeline.run().wait_until_finish()
     finalize_outputs(settings.out_dir)
+    _write_metrics(settings.out_dir)
     _print_summary(settings.out_dir, time.monotonic() - started, out)
     return 0
+
+
+def _start_metrics(out_dir: str, beam_args: list[str], port: int | None) -> None:
+    """Prometheus export for this run: multiprocess files when workers are separate processes."""
+    import shutil
+
+    from pipelines import metrics
+
+    multi = any("multi_processing" in arg for arg in beam_args)
+    mp_dir = Path(out_dir) / ".metrics"
+    shutil.rmtree(mp_dir, ignore_errors=True)
+    metrics.enable_prometheus(str(mp_dir) if multi else None)
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(port, addr="127.0.0.1", registry=metrics.registry())
+        except OSError as exc:
+            raise UserError(f"--metrics-port {port}: cannot listen: {exc.strerror or exc}") from None
+
+
+def _write_metrics(out_dir: str) -> None:
+    import shutil
+
+    from pipelines import metrics
+
+    (Path(out_dir) / "metrics.prom").write_bytes(metrics.render())
+    shutil.rmtree(Path(out_dir) / ".metrics", ignore_errors=True)
 
 
 def _prepare_out_dir(out_dir: str) -> None:
@@ -268,6 +298,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     replay.add_argument("--subscriptions", metavar="FILE", help="subscriptions TOML (default: all topics)")
+    replay.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics on 127.0.0.1:PORT while running (default: off); "
+        "the final figures always go to DIR/metrics.prom",
+    )
 
     classify = sub.add_parser(
         "classify",

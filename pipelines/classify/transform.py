@@ -25,10 +25,13 @@ class ClassifyFn(beam.DoFn):
 
     def process(self, item: NewsItem) -> Iterator[ClassifiedItem]:
         assert self._engine is not None
-        started = time.perf_counter_ns()
+        started = time.perf_counter()
         matches = self._engine.classify(item.title, item.body)
-        metrics.observe("classify_microseconds", (time.perf_counter_ns() - started) // 1000)
+        metrics.observe("classify_seconds", time.perf_counter() - started)
         metrics.inc("items_classified")
+        if item.published is not None and not item.date_estimated:
+            lag = (item.ingested - item.published).total_seconds()
+            metrics.observe("event_lag_seconds", max(lag, 0.0), source_kind=item.source_kind)
         for match in matches:
             metrics.inc("items_by_topic", topic=match.topic)
         yield ClassifiedItem(item=item, matches=matches)

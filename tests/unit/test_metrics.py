@@ -1,0 +1,34 @@
+"""The metrics facade: one declared metric set, bounded labels, typos fail loudly."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import metrics
+
+
+def test_undeclared_metric_names_fail():
+    with pytest.raises(KeyError, match="undeclared metric 'items_ingestd'"):
+        metrics.inc("items_ingestd", source_kind="replay")
+
+
+def test_labels_must_match_the_declaration():
+    with pytest.raises(KeyError, match="takes labels"):
+        metrics.inc("items_ingested")
+    with pytest.raises(KeyError, match="takes labels"):
+        metrics.inc("alerts", kind="alert.item", topic="spying", url="https://x.test")
+
+
+def test_metric_set_follows_prometheus_conventions():
+    for name, definition in metrics.METRICS.items():
+        assert not name.startswith("newsmon_") and not name.endswith("_total"), name
+        if definition.kind == "histogram":
+            assert name.endswith("_seconds"), name
+        for label in definition.labels:
+            assert label in {"topic", "source_kind", "feed", "stage", "outcome", "kind", "status", "sink"}, label
+
+
+def test_beam_name_folds_labels_in_sorted_order():
+    assert metrics.metric_name("alerts", {"topic": "spying", "kind": "alert.item"}) == (
+        "alerts{kind=alert.item,topic=spying}"
+    )
