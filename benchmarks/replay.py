@@ -11,7 +11,6 @@ peak resident memory (whole process tree, sampled), and checks the three outputs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pipelines.classify.engine import Engine
 from pipelines.classify.rules import load_topics
 from pipelines.dedupe import pick_first
 from pipelines.model import ClassifiedItem
-from pipelines.outputs import _SORT_KEYS, alert_record, dead_letter_record, item_record
+from pipelines.outputs import alert_record, dead_letter_record, item_record, keyed_line
 from pipelines.sources.replay import expand_inputs, parse_file, relative_source
 
 
@@ -55,7 +54,7 @@ def plain_loop(corpus_dir: Path, out_dir: Path) -> int:
     records["dead_letters"] = [dead_letter_record(d) for d in dead]
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind, recs in records.items():
-        lines = sorted((_SORT_KEYS[kind](r), json.dumps(r, ensure_ascii=False, separators=(",", ":"))) for r in recs)
+        lines = sorted(keyed_line(kind, r).partition("\t")[::2] for r in recs)
         (out_dir / f"{kind}.jsonl").write_text("".join(line + "\n" for _, line in lines), encoding="utf-8")
     return len(records["items"])
 

@@ -1,11 +1,11 @@
-"""DedupeItems: one item per id (the same article seen twice, e.g. a file replayed twice)."""
+"""DedupeItems: one classified item per id (the same article seen twice, e.g. a file replayed twice)."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 
 from pipelines import metrics
-from pipelines.model import NewsItem
+from pipelines.model import ClassifiedItem, NewsItem
 
 __all__ = ["DedupeItems", "pick_first"]
 
@@ -16,22 +16,23 @@ def pick_first(items: list[NewsItem]) -> NewsItem:
 
 
 class _Pick(beam.DoFn):
-    def process(self, keyed: tuple[str, list[NewsItem]]):
+    def process(self, keyed: tuple[str, list[ClassifiedItem]]):
         _, copies = keyed
         copies = list(copies)
         if len(copies) > 1:
             metrics.inc("items_duplicate", n=len(copies) - 1)
-        yield pick_first(copies)
+        by_item = {id(c.item): c for c in copies}
+        yield by_item[id(pick_first([c.item for c in copies]))]
 
 
 class DedupeItems(beam.PTransform):
-    """Batch dedupe by item id (keys are plain strings). Streaming sources dedupe with state."""
+    """Batch dedupe of ClassifiedItems by item id (keys are plain strings). Streaming dedupes with state."""
 
-    def expand(self, items: beam.PCollection) -> beam.PCollection:
+    def expand(self, classified: beam.PCollection) -> beam.PCollection:
         return (
-            items
-            | "KeyById" >> beam.Map(lambda it: (it.id, it))
+            classified
+            | "KeyById" >> beam.Map(lambda c: (c.item.id, c))
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
-            | "RestoreEventTime" >> beam.Map(lambda it: beam.window.TimestampedValue(it, it.ingested.timestamp()))
+            | "RestoreEventTime" >> beam.Map(lambda c: beam.window.TimestampedValue(c, c.item.ingested.timestamp()))
         )

@@ -130,6 +130,7 @@ def enable_prometheus(multiprocess_dir: str | None = None) -> None:
         os.environ[ENV_MULTIPROC] = multiprocess_dir
     _collectors.cache_clear()
     registry.cache_clear()
+    _resolved.clear()
 
 
 @lru_cache(maxsize=1)
@@ -177,29 +178,46 @@ def _prom(name: str, labels: dict[str, Any]):
 # --- the facade -----------------------------------------------------------------------------------
 
 
+_resolved: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _resolve(kind: str, name: str, labels: dict[str, Any]) -> tuple[Any, Any]:
+    """(Beam metric, Prometheus child or None) for one name+labels, checked and built once."""
+    key = (kind, name, *labels.items())
+    found = _resolved.get(key)
+    if found is None:
+        _definition(name, labels)
+        if kind == "counter":
+            beam_metric = _beam_counter(metric_name(name, labels))
+        elif kind == "histogram":
+            beam_metric = _beam_distribution(metric_name(name.removesuffix("_seconds") + "_microseconds", labels))
+        else:
+            beam_metric = _beam_gauge(metric_name(name, labels))
+        found = _resolved[key] = (beam_metric, _prom(name, labels) if prometheus_enabled() else None)
+    return found
+
+
 def inc(name: str, n: int = 1, **labels: str) -> None:
     """Add ``n`` to a counter."""
-    _definition(name, labels)
-    _beam_counter(metric_name(name, labels)).inc(n)
-    if prometheus_enabled():
-        _prom(name, labels).inc(n)
+    beam_metric, prom = _resolve("counter", name, labels)
+    beam_metric.inc(n)
+    if prom is not None:
+        prom.inc(n)
 
 
 def observe(name: str, seconds: float, **labels: str) -> None:
     """Record one observation of a ``_seconds`` histogram (Beam: a distribution in microseconds)."""
-    _definition(name, labels)
-    _beam_distribution(metric_name(name.removesuffix("_seconds") + "_microseconds", labels)).update(
-        int(seconds * 1_000_000)
-    )
-    if prometheus_enabled():
-        _prom(name, labels).observe(seconds)
+    beam_metric, prom = _resolve("histogram", name, labels)
+    beam_metric.update(int(seconds * 1_000_000))
+    if prom is not None:
+        prom.observe(seconds)
 
 
 def set_gauge(name: str, value: float, **labels: str) -> None:
-    _definition(name, labels)
-    _beam_gauge(metric_name(name, labels)).set(int(value))
-    if prometheus_enabled():
-        _prom(name, labels).set(value)
+    beam_metric, prom = _resolve("gauge", name, labels)
+    beam_metric.set(int(value))
+    if prom is not None:
+        prom.set(value)
 
 
 def render() -> bytes:

@@ -22,6 +22,7 @@ __all__ = [
     "dead_letter_record",
     "finalize_outputs",
     "item_record",
+    "keyed_line",
     "parts_dir",
 ]
 
@@ -66,12 +67,13 @@ class WriteJsonl(beam.PTransform):
         super().__init__()
         self._prefix = os.path.join(parts_dir(out_dir), kind)
         self._to_record = to_record
+        self._kind = kind
 
     def expand(self, pcoll: beam.PCollection) -> beam.pvalue.PDone:
-        to_record = self._to_record
+        to_record, kind = self._to_record, self._kind
         return (
             pcoll
-            | "ToJson" >> beam.Map(lambda x: _dumps(to_record(x)))
+            | "ToJson" >> beam.Map(lambda x: keyed_line(kind, to_record(x)))
             | "WriteShards" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
         )
 
@@ -83,21 +85,33 @@ _SORT_KEYS: dict[str, Callable[[dict], tuple]] = {
 }
 
 
+def keyed_line(kind: str, record: dict) -> str:
+    """A shard line: the record's sort key, a tab, its JSON (JSON never holds a raw tab).
+
+    Carrying the key lets the merge sort without parsing every record again.
+    """
+    key = "\x1f".join(_SORT_KEYS[kind](record)).replace("\t", " ").replace("\n", " ")
+    return key + "\t" + _dumps(record)
+
+
 def finalize_outputs(out_dir: str, append: bool = False) -> dict[str, int]:
     """Merge the shards of each kind into ``OUT/KIND.jsonl`` (sorted), remove them; return counts."""
     counts: dict[str, int] = {}
     for kind in OUTPUT_KINDS:
         shards = sorted(glob.glob(os.path.join(parts_dir(out_dir), f"{kind}-*.jsonl")))
-        lines: list[str] = []
+        keyed: list[tuple[str, str]] = []
         for shard in shards:
             with open(shard, encoding="utf-8") as fh:
-                lines.extend(line.rstrip("\n") for line in fh if line.strip())
-        records = sorted(((_SORT_KEYS[kind](json.loads(line)), line) for line in lines), key=lambda t: t[0])
+                for line in fh:
+                    if line.strip():
+                        key, _, record = line.rstrip("\n").partition("\t")
+                        keyed.append((key, record))
+        keyed.sort()
         target = os.path.join(out_dir, f"{kind}.jsonl")
         mode = "a" if append else "w"
         with open(target, mode, encoding="utf-8") as fh:
-            for _, line in records:
-                fh.write(line + "\n")
+            fh.writelines(record + "\n" for _, record in keyed)
+        records = keyed
         for shard in shards:
             os.remove(shard)
         counts[kind] = len(records)

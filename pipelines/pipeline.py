@@ -14,7 +14,10 @@ from pipelines.dedupe import DedupeItems
 from pipelines.model import DeadLetter
 from pipelines.outputs import WriteJsonl, alert_record, dead_letter_record, item_record
 
-__all__ = ["PipelineOutputs", "build_pipeline"]
+__all__ = ["LEAD_CHARS", "PipelineOutputs", "build_pipeline"]
+
+# What alerting needs of a body downstream of classification (story similarity uses the lead).
+LEAD_CHARS = 600
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ def build_pipeline(
     subscriptions: SubscriptionsFile,
     out_dir: str | None = None,
 ) -> PipelineOutputs:
-    """Source → Dedupe → Classify → Alerts → Deliver, plus JSONL writers when ``out_dir`` is given.
+    """Source → Classify → Dedupe → Alerts → Deliver, plus JSONL writers when ``out_dir`` is given.
 
     ``source`` is any PTransform from PBegin to timestamped NewsItems, or to a dict with "items"
     and "dead_letters" (replay, RSS, Pub/Sub and test sources are interchangeable here).
@@ -41,7 +44,9 @@ def build_pipeline(
         items, source_dead = produced["items"], produced.get("dead_letters")
     else:
         items, source_dead = produced, None
-    classified = items | "Dedupe" >> DedupeItems() | "Classify" >> Classify(topics)
+    # Classify before the dedupe's GroupByKey and carry only the lead of each body past it: the local
+    # runner materialises everything a GroupByKey receives, and bodies are most of an item's bytes.
+    classified = items | "Classify" >> Classify(topics, keep_body_chars=LEAD_CHARS) | "Dedupe" >> DedupeItems()
     alerts = classified | "Alerts" >> ApplyPolicy(subscriptions)
     delivery = alerts | "Deliver" >> DeliverAlerts(subscriptions)
     dead_parts = [delivery["dead_letters"]] + ([source_dead] if source_dead is not None else [])

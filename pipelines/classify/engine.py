@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-from pipelines.classify.rules import NearRule, TopicRule, TopicsFile
+from pipelines.classify.rules import TopicRule, TopicsFile
 from pipelines.model import Evidence, TopicMatch
 
 __all__ = ["Engine", "Hit", "fold", "normalize"]
@@ -190,14 +190,13 @@ class Engine:
         self._cased = _automaton(cased)
         # Which topics a hit can raise: pattern → [(topic index, positive weight)] for the bound.
         self._raises: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        self._near_max = [0.0] * len(self._rules)
+        self._near: list[list[_Near]] = []
         for t, rule in enumerate(self._rules):
             for pattern, weight in rule.terms.items():
                 self._raises[pattern].append((t, max(weight, 0.0)))
-            for near in rule.near:
-                self._near_max[t] += near.weight * self._title_weight[t]
-                for pattern in (*near.a, *near.b):
-                    self._raises[pattern].append((t, 0.0))
+            self._near.append(
+                [_Near(frozenset(n.a), frozenset(n.b), n.window, n.weight, tuple(n.a), tuple(n.b)) for n in rule.near]
+            )
 
     @property
     def topic_ids(self) -> list[str]:
@@ -237,7 +236,8 @@ class Engine:
         title_f, body_f = fields
         if not title_f.hits and not body_f.hits:
             return []
-        # An optimistic bound per topic (no masks, all near rules firing) skips most topics cheaply.
+        # An optimistic bound per topic (no masks; a near rule counts when both its sides were hit in
+        # one field) skips most topics cheaply.
         bound: dict[int, float] = {}
         max_count = self.max_count
         for f in fields:
@@ -246,10 +246,14 @@ class Engine:
                 for t, weight in self._raises.get(pattern, ()):
                     gain = weight * (self._title_weight[t] if is_title else min(len(spans), max_count))
                     bound[t] = bound.get(t, 0.0) + gain
+        for t, nears in enumerate(self._near):
+            for near in nears:
+                if any(not near.a_set.isdisjoint(f.hits) and not near.b_set.isdisjoint(f.hits) for f in fields):
+                    bound[t] = bound.get(t, 0.0) + near.weight * self._title_weight[t]
         matches = []
         for t in sorted(bound):
             rule = self._rules[t]
-            if bound[t] + self._near_max[t] < rule.threshold:
+            if bound[t] < rule.threshold:
                 continue
             match = self._score(t, rule, fields)
             if match is not None:
@@ -262,7 +266,10 @@ class Engine:
         for f in fields:
             if f.hits and any(p in f.hits for p in rule.none_of):
                 return None
-        masked = {f.name: [span for p in rule.mask for span in f.hits.get(p, ())] for f in fields}
+        masked = {
+            f.name: [span for p in rule.mask if p in f.hits for span in f.hits[p]] if rule.mask else []
+            for f in fields
+        }
 
         def live(pattern: str, f: _Field) -> Spans:
             found = f.hits.get(pattern)
@@ -294,7 +301,7 @@ class Engine:
                 weight = terms[pattern]
                 raw += weight * len(counted)
                 evidence.extend((body_f, pattern, span, "term", weight) for span in counted)
-        for near in rule.near:
+        for near in self._near[t]:
             pair = _near_pair(near, live, fields)
             if pair is not None:
                 f, (pa, sa), (pb, sb) = pair
@@ -337,12 +344,24 @@ def _patterns(rule: TopicRule):
         yield from near.b
 
 
-def _near_pair(near: NearRule, live, fields):
+@dataclass(frozen=True, slots=True)
+class _Near:
+    a_set: frozenset[str]
+    b_set: frozenset[str]
+    window: int
+    weight: float
+    a: tuple[str, ...]  # declaration order, so evidence is deterministic
+    b: tuple[str, ...]
+
+
+def _near_pair(near: _Near, live, fields):
     for f in fields:
-        left = [(p, s) for p in near.a for s in live(p, f)]
+        if near.a_set.isdisjoint(f.hits) or near.b_set.isdisjoint(f.hits):
+            continue
+        left = [(p, s) for p in near.a if p in f.hits for s in live(p, f)]
         if not left:
             continue
-        right = [(p, s) for p in near.b for s in live(p, f)]
+        right = [(p, s) for p in near.b if p in f.hits for s in live(p, f)]
         for pa, sa in left:
             for pb, sb in right:
                 if sa[0] == sb[0]:

@@ -16,8 +16,9 @@ __all__ = ["Classify", "ClassifyFn"]
 
 
 class ClassifyFn(beam.DoFn):
-    def __init__(self, topics: TopicsFile) -> None:
+    def __init__(self, topics: TopicsFile, keep_body_chars: int | None = None) -> None:
         self._topics = topics
+        self._keep = keep_body_chars
         self._engine: Engine | None = None
 
     def setup(self) -> None:
@@ -34,13 +35,19 @@ class ClassifyFn(beam.DoFn):
             metrics.observe("event_lag_seconds", max(lag, 0.0), source_kind=item.source_kind)
         for match in matches:
             metrics.inc("items_by_topic", topic=match.topic)
+        if self._keep is not None and len(item.body) > self._keep:
+            # Evidence spans may point past the kept lead; they refer to the original body.
+            item = item.model_copy(update={"body": item.body[: self._keep]})
         yield ClassifiedItem(item=item, matches=matches)
 
 
 class Classify(beam.PTransform):
-    def __init__(self, topics: TopicsFile) -> None:
+    """NewsItems → ClassifiedItems; ``keep_body_chars`` trims bodies to their lead after classifying."""
+
+    def __init__(self, topics: TopicsFile, keep_body_chars: int | None = None) -> None:
         super().__init__()
         self._topics = topics
+        self._keep = keep_body_chars
 
     def expand(self, items: beam.PCollection) -> beam.PCollection:
-        return items | "ClassifyItems" >> beam.ParDo(ClassifyFn(self._topics))
+        return items | "ClassifyItems" >> beam.ParDo(ClassifyFn(self._topics, self._keep))
