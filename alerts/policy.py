@@ -14,11 +14,19 @@ def alert_id(subscription: str, kind: str, subject: str) -> str:
 
 
 def item_alerts(classified: ClassifiedItem, subscriptions: list[Subscription]) -> list[Alert]:
-    """One item alert per enabled subscription that wants at least one of the item's topics."""
+    """One item alert per enabled subscription that wants at least one of the item's topics.
+
+    A subscription also needs all of its ``all_topics`` matched (at any score) and, when it has a
+    query, the item's full text to satisfy it (recorded on the classified item by Classify).
+    """
     item = classified.item
     alerts = []
     for sub in subscriptions:
-        if not sub.enabled:
+        if not sub.enabled or not sub.wants_kind("alert.item"):
+            continue
+        if sub.query and sub.id not in classified.queries:
+            continue
+        if sub.all_topics and not set(sub.all_topics) <= {m.topic for m in classified.matches}:
             continue
         wanted = [m for m in classified.matches if sub.wants(m.topic, m.score)]
         if not wanted:

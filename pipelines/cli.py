@@ -174,6 +174,7 @@ def _load_subscriptions(path: str | None, known_topics: list[str]):
     try:
         subs = load_subscriptions(path)
         subs.check_topics(known_topics)
+        subs.check_secrets()
     except SubscriptionError as exc:
         raise UserError(str(exc)) from None
     return subs
@@ -259,6 +260,63 @@ def _eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _subscribe(args: argparse.Namespace, out: TextIO) -> int:
+    from alerts.subscriptions import append_subscription, generate_secret
+
+    topics = [t.strip() for t in (args.topics or "").split(",") if t.strip()]
+    known = [t.id for t in _load_topics(None).topics]
+    unknown = [t for t in topics if t not in known]
+    if unknown:
+        raise UserError(f"--topics: unknown topic(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    path = Path(args.subscriptions)
+    try:
+        existing = load_subscriptions(path) if path.exists() else None
+    except SubscriptionError as exc:
+        raise UserError(str(exc)) from None
+    taken = {s.id for s in existing.subscriptions} if existing else set()
+    sub_id = args.id or _free_id(topics, taken)
+    secret = generate_secret()
+    fields = {
+        "id": sub_id, "url": args.url, "secret": secret, "topics": topics, "min_score": args.min_score,
+        "query": args.query, "allow_private_targets": True if args.allow_private_targets else None,
+    }  # fmt: skip
+    try:
+        sub = append_subscription(path, fields)
+    except SubscriptionError as exc:
+        raise UserError(str(exc)) from None
+    out.write(f"added subscription {sub.id!r} -> {sub.url} ({', '.join(sub.topics) or 'all topics'}) to {path}\n")
+    out.write(f"secret (shown once; configure your receiver with it): {secret}\n")
+    return 0
+
+
+def _free_id(topics: list[str], taken: set[str]) -> str:
+    base = "-".join(topics[:3]) or "all"
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+def _subscriptions(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        subs = load_subscriptions(args.subscriptions)
+    except SubscriptionError as exc:
+        raise UserError(str(exc)) from None
+    for s in subs.subscriptions:
+        secret = "-"
+        if s.secret is not None:
+            raw = s.secret.get_secret_value()
+            secret = "whsec_****" + raw[-4:] if raw.startswith("whsec_") else f"${raw}"
+        target = s.url or s.sink
+        state = "" if s.enabled else "  (disabled)"
+        out.write(
+            f"{s.id:<20} {target}  topics={','.join(s.topics) or '*'}"
+            f"{' all=' + ','.join(s.all_topics) if s.all_topics else ''} min_score={s.min_score:g}"
+            f"{' query=' + repr(s.query) if s.query else ''} kinds={','.join(s.kinds)} secret={secret}{state}\n"
+        )
+    return 0
+
+
 def _topics(args: argparse.Namespace, out: TextIO) -> int:
     topics = _load_topics(args.topics)
     for t in topics.topics:
@@ -324,6 +382,39 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable report")
 
+    subscribe = sub.add_parser(
+        "subscribe",
+        help="add a webhook subscription and print its new secret once",
+        description="Append a webhook subscription to the subscriptions file and print its freshly generated "
+        "Standard Webhooks secret (whsec_…) once.",
+    )
+    subscribe.add_argument("--url", required=True, help="webhook URL (http or https)")
+    subscribe.add_argument("--topics", default="", help="comma-separated topic ids (default: all topics)")
+    subscribe.add_argument("--min-score", type=float, default=0.0, metavar="X", help="minimum topic score 0..1")
+    subscribe.add_argument("--query", help='terms the item must also contain, e.g. "China OR Beijing"')
+    subscribe.add_argument("--id", help="subscription id (default: from the topics)")
+    subscribe.add_argument(
+        "--allow-private-targets", action="store_true", help="allow loopback/private addresses (local receivers, tests)"
+    )
+    subscribe.add_argument(
+        "--subscriptions",
+        default="subscriptions.toml",
+        metavar="FILE",
+        help="subscriptions file to append to (default: subscriptions.toml)",
+    )
+
+    listing = sub.add_parser(
+        "subscriptions",
+        help="list subscriptions (secrets masked)",
+        description="List the subscriptions of a file, secrets masked.",
+    )
+    listing.add_argument(
+        "--subscriptions",
+        default="subscriptions.toml",
+        metavar="FILE",
+        help="subscriptions file (default: subscriptions.toml)",
+    )
+
     topics = sub.add_parser("topics", help="list the taxonomy", description="List topics with rule counts.")
     topics.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     return parser
@@ -365,6 +456,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _classify(args, out)
         if args.command == "eval":
             return _eval(args, out)
+        if args.command == "subscribe":
+            return _subscribe(args, out)
+        if args.command == "subscriptions":
+            return _subscriptions(args, out)
         return _topics(args, out)
     except UserError as exc:
         print(f"newsmon: error: {exc}", file=sys.stderr)

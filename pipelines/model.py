@@ -97,6 +97,9 @@ class TopicMatch(_Model):
 class ClassifiedItem(_Model):
     item: NewsItem
     matches: list[TopicMatch] = Field(default_factory=list)
+    queries: list[str] = Field(
+        default_factory=list, description="ids of subscriptions whose query the item's full text satisfies"
+    )
 
     @property
     def topics(self) -> list[str]:

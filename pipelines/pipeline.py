@@ -46,7 +46,11 @@ def build_pipeline(
         items, source_dead = produced, None
     # Classify before the dedupe's GroupByKey and carry only the lead of each body past it: the local
     # runner materialises everything a GroupByKey receives, and bodies are most of an item's bytes.
-    classified = items | "Classify" >> Classify(topics, keep_body_chars=LEAD_CHARS) | "Dedupe" >> DedupeItems()
+    classified = (
+        items
+        | "Classify" >> Classify(topics, keep_body_chars=LEAD_CHARS, queries=subscriptions.queries)
+        | "Dedupe" >> DedupeItems()
+    )
     alerts = classified | "Alerts" >> ApplyPolicy(subscriptions)
     delivery = alerts | "Deliver" >> DeliverAlerts(subscriptions)
     dead_parts = [delivery["dead_letters"]] + ([source_dead] if source_dead is not None else [])

@@ -161,7 +161,7 @@ def test_topics_lists_the_taxonomy(tmp_path):
 
 
 def test_help_on_every_command(tmp_path):
-    for cmd in ([], ["replay"], ["classify"], ["eval"], ["topics"]):
+    for cmd in ([], ["replay"], ["classify"], ["eval"], ["topics"], ["subscribe"], ["subscriptions"]):
         result = newsmon(*cmd, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "usage: newsmon" in result.stdout
 
@@ -206,3 +206,29 @@ def test_eval_rejects_unknown_topic_labels_with_line_number(tmp_path):
     result = newsmon("eval", str(labeled), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"newsmon: error: {labeled}: line 1: unknown topic(s) spies"
+
+
+def test_subscribe_prints_the_secret_once_and_subscriptions_masks_it(tmp_path):
+    result = newsmon(
+        "subscribe",
+        "--url",
+        "https://hooks.example.com/in",
+        "--topics",
+        "spying,embassy",
+        "--min-score",
+        "0.6",
+        "--query",
+        "China OR Beijing",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.split("secret (shown once; configure your receiver with it): ")[1].strip()
+    assert secret.startswith("whsec_")
+    listed = newsmon("subscriptions", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "spying-embassy" in listed.stdout and "https://hooks.example.com/in" in listed.stdout
+    assert secret not in listed.stdout and "whsec_****" in listed.stdout
+    again = newsmon("subscribe", "--url", "https://hooks.example.com/2", "--topics", "spying,embassy", cwd=tmp_path)
+    assert "'spying-embassy-2'" in again.stdout
+    bad = newsmon("subscribe", "--url", "ftp://x", cwd=tmp_path)
+    assert bad.returncode == 2 and "field url" in bad.stderr and "Traceback" not in bad.stderr

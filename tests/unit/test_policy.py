@@ -55,3 +55,49 @@ def test_subscription_file_errors_name_the_subscription_and_field():
     subs = parse_subscriptions('[[subscriptions]]\nid="a"\ntopics=["spying", "spies"]\n')
     with pytest.raises(SubscriptionError, match=r"subscription 'a', field topics: unknown topic\(s\) spies"):
         subs.check_topics(["spying"])
+
+
+def test_all_topics_query_and_kinds_narrow_a_subscription():
+    from alerts.subscriptions import Query
+
+    item = classified(("spying", 0.7), ("cyber", 0.6))
+    both = Subscription(id="both", all_topics=["spying", "cyber"])
+    needs_taiwan = Subscription(id="tw", all_topics=["spying", "taiwan"])
+    queried = Subscription(id="q", query="China OR Beijing")
+    no_items = Subscription(id="bursts-only", kinds=["burst"])
+    assert [a.subscription for a in item_alerts(item, [both, needs_taiwan, queried, no_items])] == ["both"]
+    with_query = item.model_copy(update={"queries": ["q"]})
+    assert [a.subscription for a in item_alerts(with_query, [queried])] == ["q"]
+    assert Query('"state secrets" AND China OR Beijing').matches("Beijing says no")
+    assert Query('"state secrets" AND China OR Beijing').matches("China passed State  Secrets")
+    assert not Query('"state secrets" AND China').matches("China secrets")
+    assert not Query("China").matches("Indochina")
+
+
+def test_webhook_subscriptions_need_a_valid_url_and_secret(monkeypatch):
+    good = '[[subscriptions]]\nid = "desk"\nurl = "https://hooks.example.com/x"\nsecret = "DESK_SECRET"\n'
+    subs = parse_subscriptions(good)
+    assert subs.subscriptions[0].sink == "webhook"
+    monkeypatch.delenv("DESK_SECRET", raising=False)
+    with pytest.raises(SubscriptionError, match=r"subscription 'desk', field secret: environment variable DESK_SECRET"):
+        subs.check_secrets()
+    monkeypatch.setenv("DESK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    subs.check_secrets()
+    assert subs.subscriptions[0].resolved_secret() == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert "MfKQ9r8" not in repr(subs) and "MfKQ9r8" not in str(subs.subscriptions[0])
+    with pytest.raises(SubscriptionError, match=r"subscription 'desk', field url: .*http\(s\) URL"):
+        parse_subscriptions(good.replace("https://hooks.example.com/x", "file:///etc/passwd"))
+    with pytest.raises(SubscriptionError, match=r"subscription 'desk', field \(entry\): a webhook subscription needs"):
+        parse_subscriptions('[[subscriptions]]\nid = "desk"\nurl = "https://hooks.example.com/x"\n')
+    with pytest.raises(SubscriptionError, match=r"field query: .*every OR branch"):
+        parse_subscriptions('[[subscriptions]]\nid = "desk"\nquery = "China OR"\n')
+
+
+def test_generated_secrets_are_standard_webhooks_secrets():
+    from standardwebhooks.webhooks import Webhook
+
+    from alerts.subscriptions import generate_secret
+
+    secret = generate_secret()
+    assert secret.startswith("whsec_") and secret != generate_secret()
+    Webhook(secret)  # the library accepts it
