@@ -1,70 +1,218 @@
-"""Beam adapters for alerting: ApplyPolicy (items → alerts) and DeliverAlerts (the sink seam)."""
+"""Beam adapters for alerting. The decisions live in policy/stories/bursts/health; these only move data.
+
+Two shapes of the same decisions:
+
+* bounded input (replay): items are grouped (one key for stories, one per topic for bursts) and
+  fed to the pure cores in event-time order, so a rerun gives the same story ids and alerts;
+* unbounded input (watch, Pub/Sub): stateful DoFns keep the cores' state per key, because windowed
+  GroupByKey and event-time timers were measured not to fire live on the local runner.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder, StrUtf8Coder
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
+from alerts.bursts import BurstDetector, burst_alert
+from alerts.health import FeedHealthTracker
 from alerts.policy import item_alerts
-from alerts.subscriptions import SubscriptionsFile
+from alerts.stories import StoryIndex, story_alerts
+from alerts.subscriptions import Subscription, SubscriptionsFile
 from pipelines import metrics
-from pipelines.model import Alert, ClassifiedItem
+from pipelines.model import Alert, AlertItem, ClassifiedItem, NewsItem
 
-__all__ = ["DELIVERED", "ApplyPolicy", "DeliverAlerts"]
+__all__ = ["Alerts", "FeedHealthAlerts"]
 
-DELIVERED = "delivered"
-DEAD_LETTERS = "dead_letters"
-
-
-class _ItemAlertsFn(beam.DoFn):
-    def __init__(self, subscriptions: SubscriptionsFile) -> None:
-        self._subs = list(subscriptions.subscriptions)
-
-    def process(self, classified: ClassifiedItem) -> Iterator[Alert]:
-        for alert in item_alerts(classified, self._subs):
-            for topic in alert.topics:
-                metrics.inc("alerts", kind=alert.kind, topic=topic)
-            yield alert
+STORIES_KEY = "stories"
 
 
-class ApplyPolicy(beam.PTransform):
-    """ClassifiedItems → Alerts according to the subscriptions."""
-
-    def __init__(self, subscriptions: SubscriptionsFile) -> None:
-        super().__init__()
-        self._subs = subscriptions
-
-    def expand(self, classified: beam.PCollection) -> beam.PCollection:
-        return classified | "ItemAlerts" >> beam.ParDo(_ItemAlertsFn(self._subs))
-
-
-class _DeliverFn(beam.DoFn):
-    """Routes each alert to its subscription's sink.
-
-    The ``file`` sink is the output folder's alerts.jsonl, written downstream, so delivery here is
-    the hand-over. Sinks with side effects (webhooks, Pub/Sub) plug in here and report failures on
-    the dead-letter output.
-    """
-
-    def __init__(self, subscriptions: SubscriptionsFile) -> None:
-        self._sinks = {s.id: s.sink for s in subscriptions.subscriptions}
-
-    def process(self, alert: Alert) -> Iterator[Alert]:
-        sink = self._sinks.get(alert.subscription, "file")
-        metrics.inc("alert_deliveries", sink=sink, outcome="delivered")
+def _count(alerts: Iterable[Alert]) -> Iterator[Alert]:
+    for alert in alerts:
+        for topic in alert.topics or ["-"]:
+            metrics.inc("alerts", kind=alert.kind, topic=topic)
         yield alert
 
 
-class DeliverAlerts(beam.PTransform):
-    """Alerts → {"delivered": Alerts, "dead_letters": DeadLetters}."""
+def _order(c: ClassifiedItem) -> tuple:
+    return (c.item.ingested, c.item.id)
 
-    def __init__(self, subscriptions: SubscriptionsFile) -> None:
+
+def _alert_item(c: ClassifiedItem) -> AlertItem:
+    item = c.item
+    return AlertItem(id=item.id, title=item.title, url=item.url, source=item.source, published=item.published)
+
+
+# --- item alerts, story-aware ---------------------------------------------------------------------
+
+
+class _Stories:
+    """The per-item decision: policy alerts, then made story-aware (one story, one alert.item)."""
+
+    def __init__(self, subs: list[Subscription]) -> None:
+        self.subs = subs
+        self.updates_wanted = {s.id for s in subs if s.wants_kind("alert.updated")}
+
+    def alerts(self, index: StoryIndex, classified: ClassifiedItem) -> list[Alert]:
+        decision = index.assign(classified.item)
+        made = story_alerts(decision, classified, item_alerts(classified, self.subs))
+        return [a for a in made if a.kind != "alert.updated" or a.subscription in self.updates_wanted]
+
+
+class _StoriesBatch(beam.DoFn):
+    def __init__(self, subs: list[Subscription]) -> None:
+        self._subs = subs
+
+    def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
+        stories, index = _Stories(self._subs), StoryIndex()
+        for classified in sorted(keyed[1], key=_order):
+            yield from _count(stories.alerts(index, classified))
+
+
+def _member(item: NewsItem) -> NewsItem:
+    # What a story needs to be rebuilt: no evidence, body cut to the lead the similarity reads.
+    return item.model_copy(update={"body": item.body[:400]})
+
+
+class _StoriesStateful(beam.DoFn):
+    """One key for all items. The index is cached in memory; the state is a bag of compact members
+    from which a new worker rebuilds the same index (appending is cheap, rewriting a big index per
+    element is not). The bag is compacted to the live window when it grows."""
+
+    MEMBERS = BagStateSpec("members", PickleCoder())
+    SIZE = ReadModifyWriteStateSpec("size", PickleCoder())
+
+    def __init__(self, subs: list[Subscription]) -> None:
+        self._subs = subs
+        self._index: StoryIndex | None = None
+
+    def setup(self) -> None:
+        self._stories = _Stories(self._subs)
+
+    def process(
+        self,
+        keyed: tuple[str, ClassifiedItem],
+        members=beam.DoFn.StateParam(MEMBERS),
+        size=beam.DoFn.StateParam(SIZE),
+    ) -> Iterator[Alert]:
+        classified = keyed[1]
+        if self._index is None:
+            self._index = StoryIndex()
+            for item in sorted(members.read(), key=lambda it: (it.ingested, it.id)):
+                self._index.assign(item)
+        yield from _count(self._stories.alerts(self._index, classified))
+        members.add(_member(classified.item))
+        stored = (size.read() or 0) + 1
+        if stored > 4 * max(len(self._index), 256):
+            newest = self._index.newest
+            live = [m for m in members.read() if newest is None or m.ingested >= newest - self._index.window]
+            members.clear()
+            for m in live:
+                members.add(m)
+            stored = len(live)
+        size.write(stored)
+
+
+# --- bursts ---------------------------------------------------------------------------------------
+
+
+class _Bursts:
+    def __init__(self, subs: list[Subscription]) -> None:
+        self.subs = [s for s in subs if s.enabled and s.wants_kind("alert.burst")]
+
+    def alerts(self, detector: BurstDetector, topic: str, classified: ClassifiedItem) -> list[Alert]:
+        event = detector.observe(classified.item.ingested, _alert_item(classified))
+        if event is None:
+            return []
+        return [burst_alert(topic, event, s.id) for s in self.subs if not s.topics or topic in s.topics]
+
+
+class _BurstsBatch(beam.DoFn):
+    def __init__(self, subs: list[Subscription]) -> None:
+        self._subs = subs
+
+    def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
+        topic, items = keyed
+        bursts, detector = _Bursts(self._subs), BurstDetector()
+        for classified in sorted(items, key=_order):
+            yield from _count(bursts.alerts(detector, topic, classified))
+
+
+class _BurstsStateful(beam.DoFn):
+    """Keyed by topic; the detector's state is small (a day of window counts), stored as JSON."""
+
+    STATE = ReadModifyWriteStateSpec("detector", StrUtf8Coder())
+
+    def __init__(self, subs: list[Subscription]) -> None:
+        self._subs = subs
+
+    def setup(self) -> None:
+        self._bursts = _Bursts(self._subs)
+
+    def process(self, keyed: tuple[str, ClassifiedItem], state=beam.DoFn.StateParam(STATE)) -> Iterator[Alert]:
+        topic, classified = keyed
+        stored = state.read()
+        detector = BurstDetector.from_state(json.loads(stored) if stored else None)
+        yield from _count(self._bursts.alerts(detector, topic, classified))
+        state.write(json.dumps(detector.to_state(), separators=(",", ":")))
+
+
+class Alerts(beam.PTransform):
+    """ClassifiedItems → Alerts: item alerts (one per story) plus story updates and bursts."""
+
+    def __init__(self, subscriptions: SubscriptionsFile, *, streaming: bool = False) -> None:
         super().__init__()
-        self._subs = subscriptions
+        self._subs = list(subscriptions.subscriptions)
+        self._streaming = streaming
 
-    def expand(self, alerts: beam.PCollection) -> dict[str, beam.PCollection]:
-        routed = alerts | "RouteToSinks" >> beam.ParDo(_DeliverFn(self._subs)).with_outputs(
-            DEAD_LETTERS, main=DELIVERED
+    def expand(self, classified: beam.PCollection) -> beam.PCollection:
+        by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c))
+        by_topic = classified | "KeyByTopic" >> beam.FlatMap(lambda c: [(m.topic, c) for m in c.matches])
+        if self._streaming:
+            items = by_story | "StoryAlerts" >> beam.ParDo(_StoriesStateful(self._subs))
+            bursts = by_topic | "BurstAlerts" >> beam.ParDo(_BurstsStateful(self._subs))
+        else:
+            items = (
+                by_story | "GroupStories" >> beam.GroupByKey() | "StoryAlerts" >> beam.ParDo(_StoriesBatch(self._subs))
+            )
+            bursts = (
+                by_topic | "GroupByTopic" >> beam.GroupByKey() | "BurstAlerts" >> beam.ParDo(_BurstsBatch(self._subs))
+            )
+        return (items, bursts) | "AllAlerts" >> beam.Flatten()
+
+
+# --- feed health ----------------------------------------------------------------------------------
+
+
+class _FeedHealthFn(beam.DoFn):
+    STATE = ReadModifyWriteStateSpec("health", StrUtf8Coder())
+
+    def __init__(self, subs: list[Subscription], down_after: int) -> None:
+        self._subs = subs
+        self._down_after = down_after
+
+    def process(self, keyed, state=beam.DoFn.StateParam(STATE)) -> Iterator[Alert]:
+        _, health = keyed
+        stored = state.read()
+        tracker = FeedHealthTracker.from_state(json.loads(stored) if stored else None, down_after=self._down_after)
+        yield from _count(tracker.observe(health, self._subs))
+        state.write(json.dumps(tracker.to_state()))
+
+
+class FeedHealthAlerts(beam.PTransform):
+    """FeedHealth records → feed.down after N consecutive failures, feed.recovered when it is back."""
+
+    def __init__(self, subscriptions: SubscriptionsFile, down_after: int = 5) -> None:
+        super().__init__()
+        self._subs = list(subscriptions.subscriptions)
+        self._down_after = down_after
+
+    def expand(self, health: beam.PCollection) -> beam.PCollection:
+        return (
+            health
+            | "KeyByFeed" >> beam.Map(lambda h: (h.feed_id, h))
+            | "HealthAlerts" >> beam.ParDo(_FeedHealthFn(self._subs, self._down_after))
         )
-        return {DELIVERED: routed[DELIVERED], DEAD_LETTERS: routed[DEAD_LETTERS]}

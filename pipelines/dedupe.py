@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.coders import BooleanCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration
 
 from pipelines import metrics
 from pipelines.model import ClassifiedItem, NewsItem
 
-__all__ = ["DedupeItems", "pick_first"]
+__all__ = ["DedupeItems", "DedupeStreaming", "dedupe_key", "pick_first"]
 
 
 def pick_first(items: list[NewsItem]) -> NewsItem:
@@ -35,4 +39,52 @@ class DedupeItems(beam.PTransform):
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
             | "RestoreEventTime" >> beam.Map(lambda c: beam.window.TimestampedValue(c, c.item.ingested.timestamp()))
+        )
+
+
+def dedupe_key(item: NewsItem) -> str:
+    """The same link from two feeds is one item; without a link, the item id."""
+    return "url:" + item.url if item.url else "id:" + item.id
+
+
+class _FirstSeen(beam.DoFn):
+    """Emit the first classified item per key; state is cleared a retention period after it."""
+
+    SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, retention_seconds: float) -> None:
+        self._retention = retention_seconds
+
+    def process(
+        self,
+        keyed: tuple[str, ClassifiedItem],
+        seen=beam.DoFn.StateParam(SEEN),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+        timestamp=beam.DoFn.TimestampParam,
+    ):
+        if seen.read():
+            metrics.inc("items_duplicate")
+            return
+        seen.write(True)
+        expiry.set(timestamp + Duration.of(self._retention))
+        yield keyed[1]
+
+    @on_timer(EXPIRY)
+    def _expire(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
+
+
+class DedupeStreaming(beam.PTransform):
+    """Unbounded dedupe: a stateful DoFn keyed by link (or id), forgetting keys after ``retention``."""
+
+    def __init__(self, retention_seconds: float = 14 * 86400) -> None:
+        super().__init__()
+        self._retention = retention_seconds
+
+    def expand(self, classified: beam.PCollection) -> beam.PCollection:
+        return (
+            classified
+            | "KeyByLink" >> beam.Map(lambda c: (dedupe_key(c.item), c))
+            | "FirstSeen" >> beam.ParDo(_FirstSeen(self._retention))
         )

@@ -17,6 +17,7 @@ from pipelines.model import Alert, ClassifiedItem, DeadLetter
 
 __all__ = [
     "OUTPUT_KINDS",
+    "AppendJsonl",
     "WriteJsonl",
     "alert_record",
     "dead_letter_record",
@@ -76,6 +77,41 @@ class WriteJsonl(beam.PTransform):
             | "ToJson" >> beam.Map(lambda x: keyed_line(kind, to_record(x)))
             | "WriteShards" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
         )
+
+
+class _AppendLines(beam.DoFn):
+    """Append JSON lines to ``OUT/KIND.jsonl`` as records arrive (unbounded runs on a local disk).
+
+    Flushed at every bundle end, so a live run's files are current and a stop loses nothing written.
+    """
+
+    def __init__(self, path: str, to_record: Callable[[object], dict]) -> None:
+        self._path = path
+        self._to_record = to_record
+
+    def setup(self) -> None:
+        self._fh = open(self._path, "a", encoding="utf-8")  # noqa: SIM115 - closed in teardown
+
+    def process(self, element: object) -> None:
+        self._fh.write(_dumps(self._to_record(element)) + "\n")
+
+    def finish_bundle(self) -> None:
+        self._fh.flush()
+
+    def teardown(self) -> None:
+        self._fh.close()
+
+
+class AppendJsonl(beam.PTransform):
+    """Records → appended to ``OUT/KIND.jsonl`` (streaming runs; batch runs use WriteJsonl)."""
+
+    def __init__(self, out_dir: str, kind: str, to_record: Callable[[object], dict]) -> None:
+        super().__init__()
+        self._path = os.path.join(out_dir, f"{kind}.jsonl")
+        self._to_record = to_record
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return pcoll | "AppendLines" >> beam.ParDo(_AppendLines(self._path, self._to_record))
 
 
 _SORT_KEYS: dict[str, Callable[[dict], tuple]] = {
