@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, StrUtf8Coder
@@ -169,8 +170,13 @@ class Alerts(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, classified: beam.PCollection) -> beam.PCollection:
-        by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c))
-        by_topic = classified | "KeyByTopic" >> beam.FlatMap(lambda c: [(m.topic, c) for m in c.matches])
+        # str keys (typed) so stateful DoFns get a deterministic key coder.
+        by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c)).with_output_types(
+            tuple[str, ClassifiedItem]
+        )
+        by_topic = classified | "KeyByTopic" >> beam.FlatMap(
+            lambda c: [(m.topic, c) for m in c.matches]
+        ).with_output_types(tuple[str, ClassifiedItem])
         if self._streaming:
             items = by_story | "StoryAlerts" >> beam.ParDo(_StoriesStateful(self._subs))
             bursts = by_topic | "BurstAlerts" >> beam.ParDo(_BurstsStateful(self._subs))
@@ -213,6 +219,6 @@ class FeedHealthAlerts(beam.PTransform):
     def expand(self, health: beam.PCollection) -> beam.PCollection:
         return (
             health
-            | "KeyByFeed" >> beam.Map(lambda h: (h.feed_id, h))
+            | "KeyByFeed" >> beam.Map(lambda h: (h.feed_id, h)).with_output_types(tuple[str, Any])
             | "HealthAlerts" >> beam.ParDo(_FeedHealthFn(self._subs, self._down_after))
         )

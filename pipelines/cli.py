@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -158,6 +159,112 @@ def _print_summary(out_dir: str, seconds: float, out: TextIO) -> None:
             out.write(f"  {n:5d}  {stage}: {reason}\n")
     else:
         out.write("dead letters: none\n")
+
+
+# --- watch / receive / redeliver ------------------------------------------------------------------
+
+
+def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
+    from pydantic import ValidationError
+
+    from pipelines.settings import WatchSettings
+    from pipelines.sources.feeds import FeedConfig, FeedError, read_feed_list
+    from pipelines.watch import check_local_options, run_watch
+
+    problem = check_local_options(beam_args)
+    if problem:
+        raise UserError(problem)
+    try:
+        settings = WatchSettings(
+            feeds=args.feed or [], feeds_file=args.feeds, interval=args.interval, duration=args.duration,
+            out_dir=args.out, topics_file=args.topics, subscriptions_file=args.subscriptions,
+            shards=args.shards, metrics_port=args.metrics_port,
+        )  # fmt: skip
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    if not settings.feeds and not settings.feeds_file:
+        raise UserError("give feeds with --feed URL (repeatable) or --feeds FILE")
+    try:
+        feeds = [FeedConfig(url=u) for u in settings.feeds]
+        if settings.feeds_file:
+            feeds += read_feed_list(settings.feeds_file)
+    except (FeedError, ValueError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    unique = list({f.url: f for f in feeds}.values())
+    topics = _load_topics(settings.topics_file)
+    subscriptions = _load_subscriptions(settings.subscriptions_file, [t.id for t in topics.topics])
+    _prepare_out_dir(settings.out_dir)
+
+    def serve(port: int) -> None:
+        from prometheus_client import start_http_server
+
+        from pipelines import metrics
+
+        try:
+            start_http_server(port, addr="127.0.0.1", registry=metrics.registry())
+        except OSError as exc:
+            raise UserError(f"--metrics-port {port}: cannot listen: {exc.strerror or exc}") from None
+        out.write(f"metrics: http://127.0.0.1:{port}/metrics\n")
+
+    until = f", for {settings.duration:g} s" if settings.duration else " (Ctrl-C to stop)"
+    out.write(f"newsmon watch: {len(unique)} feeds, every {settings.interval:g} s{until} -> {settings.out_dir}/\n")
+    out.flush()
+    run_watch(settings, unique, topics, subscriptions, beam_args, out, serve_metrics=serve)
+    return 0
+
+
+def _receive(args: argparse.Namespace, out: TextIO) -> int:
+    import signal
+
+    from alerts.receiver import run_receiver
+
+    secret = args.secret or os.environ.get("NEWSMON_RECEIVER_SECRET", "")
+    if not secret.startswith("whsec_"):
+        raise UserError("--secret must be a whsec_… secret (or set NEWSMON_RECEIVER_SECRET)")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        run_receiver(args.host, args.port, secret, Path(args.out) if args.out else None, out)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(f"--secret: {exc}") from None
+    return 0
+
+
+def _redeliver(args: argparse.Namespace, out: TextIO) -> int:
+    from alerts.delivery import webhook_targets
+    from alerts.webhooks import WebhookDeliverer, redeliver, to_dead_letter
+    from pipelines.model import DeadLetter
+
+    path = Path(args.file)
+    try:
+        records = [DeadLetter.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines()
+                   if line.strip()]  # fmt: skip
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: not a dead-letter file: {str(exc).splitlines()[0]}") from None
+    subs = _load_subscriptions(args.subscriptions, [t.id for t in _load_topics(None).topics])
+    wanted = [r for r in records if r.stage == "delivery"]
+    known = {s.id for s in subs.subscriptions}
+    unknown = sorted({r.source for r in wanted} - known)
+    if unknown:
+        raise UserError(f"dead letters name subscriptions not in {args.subscriptions}: {', '.join(unknown)}")
+    with WebhookDeliverer(webhook_targets(subs.subscriptions)) as deliverer:
+        results = redeliver(wanted, deliverer)
+    failed = [to_dead_letter(r) for r in results if r.outcome != "delivered"]
+    keep = [r for r in records if r.stage != "delivery"] + failed
+    path.write_text("".join(r.model_dump_json() + "\n" for r in keep), encoding="utf-8")
+    out.write(
+        f"redelivered {len(results) - len(failed)} of {len(results)}; {len(failed)} still dead-lettered "
+        f"(kept in {path})\n"
+    )
+    return 0 if not failed else 1
 
 
 # --- classify / topics ----------------------------------------------------------------------------
@@ -382,6 +489,49 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable report")
 
+    watch = sub.add_parser(
+        "watch",
+        help="poll RSS/Atom feeds live through the pipeline",
+        description="Poll feeds politely (conditional GET, backoff, Retry-After) and classify, alert and deliver "
+        "live. Unknown options are passed to Beam.",
+    )
+    watch.add_argument("--feed", action="append", metavar="URL", help="a feed URL (repeatable)")
+    watch.add_argument("--feeds", metavar="FILE", help="one URL per line (# comments) or an OPML export")
+    watch.add_argument("--interval", type=float, default=300.0, metavar="SECONDS", help="poll interval (default 300)")
+    watch.add_argument("--duration", type=float, metavar="SECONDS", help="stop cleanly after this long")
+    watch.add_argument("--out", default="out", metavar="DIR", help="output folder, appended to (default: out)")
+    watch.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+    watch.add_argument("--subscriptions", metavar="FILE", help="subscriptions TOML (default: all topics)")
+    watch.add_argument(
+        "--shards", type=int, default=1, help="polling shards; fetches within a shard are concurrent (default 1)"
+    )
+    watch.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="Prometheus /metrics on 127.0.0.1:PORT (default 9464; 0 = off)",
+    )
+
+    receive = sub.add_parser(
+        "receive",
+        help="reference webhook receiver: verify, dedupe, print and record alerts",
+        description="A small HTTP server that verifies Standard Webhooks signatures (401 otherwise), dedupes by "
+        "webhook-id, prints each alert and appends it to --out.",
+    )
+    receive.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    receive.add_argument("--secret", help="the subscription's whsec_… secret (or NEWSMON_RECEIVER_SECRET)")
+    receive.add_argument("--out", metavar="FILE", help="append each received alert as a JSON line")
+
+    redeliver = sub.add_parser(
+        "redeliver",
+        help="re-send webhook dead letters with their original webhook-id",
+        description="Re-send the delivery dead letters of a dead_letters.jsonl; failures again stay in the file.",
+    )
+    redeliver.add_argument("file", metavar="DEADLETTERS", help="a dead_letters.jsonl written by replay or watch")
+    redeliver.add_argument("--subscriptions", required=True, metavar="FILE", help="the subscriptions TOML")
+
     subscribe = sub.add_parser(
         "subscribe",
         help="add a webhook subscription and print its new secret once",
@@ -447,11 +597,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     _configure_logging()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "replay":
+    if extra and args.command not in ("replay", "watch"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "replay":
             return _replay(args, extra, out)
+        if args.command == "watch":
+            return _watch(args, extra, out)
+        if args.command == "receive":
+            return _receive(args, out)
+        if args.command == "redeliver":
+            return _redeliver(args, out)
         if args.command == "classify":
             return _classify(args, out)
         if args.command == "eval":

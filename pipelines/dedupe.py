@@ -35,7 +35,7 @@ class DedupeItems(beam.PTransform):
     def expand(self, classified: beam.PCollection) -> beam.PCollection:
         return (
             classified
-            | "KeyById" >> beam.Map(lambda c: (c.item.id, c))
+            | "KeyById" >> beam.Map(lambda c: (c.item.id, c)).with_output_types(tuple[str, ClassifiedItem])
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
             | "RestoreEventTime" >> beam.Map(lambda c: beam.window.TimestampedValue(c, c.item.ingested.timestamp()))
@@ -85,6 +85,6 @@ class DedupeStreaming(beam.PTransform):
     def expand(self, classified: beam.PCollection) -> beam.PCollection:
         return (
             classified
-            | "KeyByLink" >> beam.Map(lambda c: (dedupe_key(c.item), c))
+            | "KeyByLink" >> beam.Map(lambda c: (dedupe_key(c.item), c)).with_output_types(tuple[str, ClassifiedItem])
             | "FirstSeen" >> beam.ParDo(_FirstSeen(self._retention))
         )

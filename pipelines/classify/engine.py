@@ -267,8 +267,7 @@ class Engine:
             if f.hits and any(p in f.hits for p in rule.none_of):
                 return None
         masked = {
-            f.name: [span for p in rule.mask if p in f.hits for span in f.hits[p]] if rule.mask else []
-            for f in fields
+            f.name: [span for p in rule.mask if p in f.hits for span in f.hits[p]] if rule.mask else [] for f in fields
         }
 
         def live(pattern: str, f: _Field) -> Spans:

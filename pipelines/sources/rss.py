@@ -35,6 +35,7 @@ __all__ = ["HEALTH", "PollFeeds", "request_stop", "shard_feeds", "stop_requested
 
 HEALTH = "health"
 _FOREVER_MS = 2**62
+_LOCAL_NAP = 0.25  # seconds a shard sleeps at most before yielding to the other shards
 _STOP = threading.Event()
 # Pollers outlive DoFn instances: the local runner may build a new instance for a residual.
 _POLLERS: dict[tuple[int, str], FeedPoller] = {}
@@ -133,7 +134,10 @@ class _PollShard(beam.DoFn):
         watermark.set_watermark(Timestamp.of(now.timestamp()))
         due = poller.next_due()
         if self._sleep_locally:
-            self._sleep_until(min(due.timestamp(), self._stop_ms / 1000))
+            # The local runner runs one shard element at a time: nap briefly rather than until this
+            # shard's next feed, so a shard in long backoff does not hold up the others.
+            wake = min(due.timestamp(), self._stop_ms / 1000, self._clock().timestamp() + _LOCAL_NAP)
+            self._sleep_until(wake)
             tracker.defer_remainder()
         else:
             tracker.defer_remainder(Timestamp.of(min(due.timestamp(), self._stop_ms / 1000)))
@@ -160,7 +164,7 @@ class PollFeeds(beam.PTransform):
         feeds: list[FeedConfig],
         *,
         interval: float = 300.0,
-        shards: int = 4,
+        shards: int = 1,
         duration: float | None = None,
         sleep_locally: bool = True,
         poller_options: dict | None = None,
