@@ -168,7 +168,7 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     from pydantic import ValidationError
 
     from pipelines.settings import WatchSettings
-    from pipelines.sources.feeds import FeedConfig, FeedError, read_feed_list
+    from pipelines.sources.feeds import FeedConfig, FeedError, check_feed_url, read_feed_list
     from pipelines.watch import check_local_options, run_watch
 
     problem = check_local_options(beam_args)
@@ -186,7 +186,7 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     if not settings.feeds and not settings.feeds_file:
         raise UserError("give feeds with --feed URL (repeatable) or --feeds FILE")
     try:
-        feeds = [FeedConfig(url=u) for u in settings.feeds]
+        feeds = [FeedConfig(url=check_feed_url(u)) for u in settings.feeds]
         if settings.feeds_file:
             feeds += read_feed_list(settings.feeds_file)
     except (FeedError, ValueError) as exc:
