@@ -43,16 +43,31 @@ def webhook_targets(subs: list[Subscription]) -> dict[str, WebhookTarget]:
     }
 
 
-class _Route(beam.DoFn):
-    WEBHOOK = "webhook"
+class _Deliver(beam.DoFn):
+    """One DoFn for every sink, so a live pipeline needs no Flatten (on the local runner a Flatten
+    or GroupByKey boundary holds data until the source finishes; fused steps run live)."""
 
-    def __init__(self, subs: list[Subscription]) -> None:
+    def __init__(self, subs: list[Subscription], deliverer_options: dict | None = None) -> None:
+        self._subs = subs
         self._sinks = {s.id: s.sink for s in subs}
+        self._options = deliverer_options or {}
+        self._deliverer: WebhookDeliverer | None = None
 
-    def process(self, alert: Alert) -> Iterator[object]:
+    def setup(self) -> None:
+        targets = webhook_targets(self._subs)
+        if targets:
+            self._deliverer = WebhookDeliverer(targets, **self._options)
+
+    def start_bundle(self) -> None:
+        self._pending: dict[tuple[str, str], tuple[Alert, Timestamp]] = {}
+
+    def process(self, alert: Alert, timestamp=beam.DoFn.TimestampParam) -> Iterator[Alert]:
         sink = self._sinks.get(alert.subscription, "file")
-        if sink == "webhook":
-            yield beam.pvalue.TaggedOutput(self.WEBHOOK, alert)
+        if sink == "webhook" and self._deliverer is not None:
+            self._pending[(alert.subscription, alert.id)] = (alert, timestamp)
+            # Updates of one story go after its item alert, per subscription.
+            order = f"{alert.subscription}/{alert.story_id}" if alert.story_id else None
+            self._deliverer.submit(alert, order_key=order)
             return
         if sink == "stdout":
             sys.stdout.write(alert.model_dump_json() + "\n")
@@ -60,32 +75,14 @@ class _Route(beam.DoFn):
         metrics.inc("alert_deliveries", sink=sink, outcome="delivered")
         yield alert
 
-
-class _Webhooks(beam.DoFn):
-    def __init__(self, subs: list[Subscription], deliverer_options: dict | None = None) -> None:
-        self._subs = subs
-        self._options = deliverer_options or {}
-        self._deliverer: WebhookDeliverer | None = None
-
-    def setup(self) -> None:
-        self._deliverer = WebhookDeliverer(webhook_targets(self._subs), **self._options)
-
-    def start_bundle(self) -> None:
-        self._pending: dict[tuple[str, str], tuple[Alert, Timestamp]] = {}
-
-    def process(self, alert: Alert, timestamp=beam.DoFn.TimestampParam) -> None:
-        assert self._deliverer is not None
-        self._pending[(alert.subscription, alert.id)] = (alert, timestamp)
-        # Updates of one story go after its item alert, per subscription.
-        self._deliverer.submit(alert, order_key=f"{alert.subscription}/{alert.story_id}" if alert.story_id else None)
-
     def finish_bundle(self) -> Iterator[WindowedValue]:
-        assert self._deliverer is not None
+        if self._deliverer is None or not self._pending:
+            return
         for result in self._deliverer.drain():
             alert, timestamp = self._pending.pop((result.subscription, result.alert_id))
-            sink_outcome = "delivered" if result.outcome == "delivered" else "dead_letter"
-            metrics.inc("alert_deliveries", sink="webhook", outcome=sink_outcome)
-            if result.outcome == "delivered":
+            delivered = result.outcome == "delivered"
+            metrics.inc("alert_deliveries", sink="webhook", outcome="delivered" if delivered else "dead_letter")
+            if delivered:
                 yield WindowedValue(alert, timestamp, [GlobalWindow()])
             else:  # the deliverer counted it in dead_letters{stage=delivery}
                 yield beam.pvalue.TaggedOutput(
@@ -107,9 +104,7 @@ class DeliverAlerts(beam.PTransform):
         self._options = deliverer_options
 
     def expand(self, alerts: beam.PCollection) -> dict[str, beam.PCollection]:
-        routed = alerts | "RouteToSinks" >> beam.ParDo(_Route(self._subs)).with_outputs(_Route.WEBHOOK, main=DELIVERED)
-        sent = routed[_Route.WEBHOOK] | "SendWebhooks" >> beam.ParDo(_Webhooks(self._subs, self._options)).with_outputs(
+        sent = alerts | "SendToSinks" >> beam.ParDo(_Deliver(self._subs, self._options)).with_outputs(
             DEAD_LETTERS, main=DELIVERED
         )
-        delivered = (routed[DELIVERED], sent[DELIVERED]) | "AllDelivered" >> beam.Flatten().with_output_types(Alert)
-        return {DELIVERED: delivered, DEAD_LETTERS: sent[DEAD_LETTERS]}
+        return {DELIVERED: sent[DELIVERED], DEAD_LETTERS: sent[DEAD_LETTERS]}

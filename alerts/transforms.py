@@ -162,14 +162,18 @@ class _BurstsStateful(beam.DoFn):
 
 
 class Alerts(beam.PTransform):
-    """ClassifiedItems → Alerts: item alerts (one per story) plus story updates and bursts."""
+    """ClassifiedItems → {"items": item alerts (one per story) and story updates, "bursts": burst alerts}.
+
+    Two outputs rather than one flattened: a live pipeline delivers each branch where it is made,
+    because a Flatten boundary holds data until the source finishes on the local runner.
+    """
 
     def __init__(self, subscriptions: SubscriptionsFile, *, streaming: bool = False) -> None:
         super().__init__()
         self._subs = list(subscriptions.subscriptions)
         self._streaming = streaming
 
-    def expand(self, classified: beam.PCollection) -> beam.PCollection:
+    def expand(self, classified: beam.PCollection) -> dict[str, beam.PCollection]:
         # str keys (typed) so stateful DoFns get a deterministic key coder.
         by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c)).with_output_types(
             tuple[str, ClassifiedItem]
@@ -187,7 +191,7 @@ class Alerts(beam.PTransform):
             bursts = (
                 by_topic | "GroupByTopic" >> beam.GroupByKey() | "BurstAlerts" >> beam.ParDo(_BurstsBatch(self._subs))
             )
-        return (items, bursts) | "AllAlerts" >> beam.Flatten()
+        return {"items": items, "bursts": bursts}
 
 
 # --- feed health ----------------------------------------------------------------------------------

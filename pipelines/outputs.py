@@ -82,7 +82,7 @@ class WriteJsonl(beam.PTransform):
 class _AppendLines(beam.DoFn):
     """Append JSON lines to ``OUT/KIND.jsonl`` as records arrive (unbounded runs on a local disk).
 
-    Flushed at every bundle end, so a live run's files are current and a stop loses nothing written.
+    Written as they come, so a live run's files are current and a stop loses nothing written.
     """
 
     def __init__(self, path: str, to_record: Callable[[object], dict]) -> None:
@@ -90,16 +90,15 @@ class _AppendLines(beam.DoFn):
         self._to_record = to_record
 
     def setup(self) -> None:
-        self._fh = open(self._path, "a", encoding="utf-8")  # noqa: SIM115 - closed in teardown
+        # One O_APPEND write per line: several writers (one per alert branch) can share a file
+        # without interleaving inside a line.
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def process(self, element: object) -> None:
-        self._fh.write(_dumps(self._to_record(element)) + "\n")
-
-    def finish_bundle(self) -> None:
-        self._fh.flush()
+        os.write(self._fd, (_dumps(self._to_record(element)) + "\n").encode("utf-8"))
 
     def teardown(self) -> None:
-        self._fh.close()
+        os.close(self._fd)
 
 
 class AppendJsonl(beam.PTransform):

@@ -55,22 +55,45 @@ def build_pipeline(
         topics, keep_body_chars=LEAD_CHARS, queries=subscriptions.queries
     )
     unique = classified | "Dedupe" >> (DedupeStreaming() if streaming else DedupeItems())
-    alerts = unique | "Alerts" >> Alerts(subscriptions, streaming=streaming)
+    decided = unique | "Alerts" >> Alerts(subscriptions, streaming=streaming)
+    branches = {"Item": decided["items"], "Burst": decided["bursts"]}
     health = produced.get("health")
     if health is not None:
-        health_alerts = health | "FeedHealth" >> FeedHealthAlerts(subscriptions)
-        alerts = (alerts, health_alerts) | "WithHealthAlerts" >> beam.Flatten().with_output_types(Alert)
+        branches["Health"] = health | "FeedHealth" >> FeedHealthAlerts(subscriptions)
+    source_dead = produced.get("dead_letters")
+    if streaming:
+        # Deliver and write each branch where it is made: on the local runner a Flatten boundary
+        # holds data until the (unbounded) source ends, while fused steps run live.
+        delivered, dead = [], [] if source_dead is None else [source_dead]
+        for name, alerts in branches.items():
+            sent = alerts | f"Deliver{name}Alerts" >> DeliverAlerts(subscriptions, deliverer_options)
+            delivered.append(sent[DELIVERED])
+            dead.append(sent[DEAD_LETTERS])
+            if out_dir is not None:
+                sent[DELIVERED] | f"Write{name}Alerts" >> AppendJsonl(out_dir, "alerts", alert_record)
+                sent[DEAD_LETTERS] | f"Write{name}DeadLetters" >> AppendJsonl(
+                    out_dir, "dead_letters", dead_letter_record
+                )
+        if out_dir is not None:
+            unique | "WriteItems" >> AppendJsonl(out_dir, "items", item_record)
+            if source_dead is not None:
+                source_dead | "WriteSourceDeadLetters" >> AppendJsonl(out_dir, "dead_letters", dead_letter_record)
+            if health is not None:
+                health | "WriteFeedHealth" >> AppendJsonl(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
+        # Flattened views for callers and tests (not on the live path).
+        all_alerts = tuple(delivered) | "AllDelivered" >> beam.Flatten().with_output_types(Alert)
+        all_dead = tuple(dead) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
+        return PipelineOutputs(items=unique, alerts=all_alerts, dead_letters=all_dead, health=health)
+
+    alerts = tuple(branches.values()) | "AllAlerts" >> beam.Flatten().with_output_types(Alert)
     delivery = alerts | "Deliver" >> DeliverAlerts(subscriptions, deliverer_options)
-    dead_parts = [delivery[DEAD_LETTERS]]
-    if produced.get("dead_letters") is not None:
-        dead_parts.append(produced["dead_letters"])
+    dead_parts = [delivery[DEAD_LETTERS]] + ([source_dead] if source_dead is not None else [])
     dead = tuple(dead_parts) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
     outputs = PipelineOutputs(items=unique, alerts=delivery[DELIVERED], dead_letters=dead, health=health)
     if out_dir is not None:
-        write = AppendJsonl if streaming else WriteJsonl
-        outputs.items | "WriteItems" >> write(out_dir, "items", item_record)
-        outputs.alerts | "WriteAlerts" >> write(out_dir, "alerts", alert_record)
-        outputs.dead_letters | "WriteDeadLetters" >> write(out_dir, "dead_letters", dead_letter_record)
+        outputs.items | "WriteItems" >> WriteJsonl(out_dir, "items", item_record)
+        outputs.alerts | "WriteAlerts" >> WriteJsonl(out_dir, "alerts", alert_record)
+        outputs.dead_letters | "WriteDeadLetters" >> WriteJsonl(out_dir, "dead_letters", dead_letter_record)
         if health is not None:
-            health | "WriteFeedHealth" >> write(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
+            health | "WriteFeedHealth" >> WriteJsonl(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
     return outputs
