@@ -46,11 +46,12 @@ def default_seeds() -> str:
 def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     from pipelines.outputs import finalize_outputs
     from pipelines.pipeline import build_pipeline
-    from pipelines.runner import make_pipeline
+    from pipelines.runner import is_local, make_pipeline
     from pipelines.sources.replay import InputError, ReplayArticles, expand_inputs
 
+    listed = [p.strip() for p in (args.inputs or "").split(",") if p.strip()]
     settings = ReplaySettings(
-        inputs=args.paths or [default_seeds()],
+        inputs=[*args.paths, *listed] or [default_seeds()],
         out_dir=args.out,
         speed=args.speed,
         topics_file=args.topics,
@@ -62,8 +63,10 @@ def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
         specs = expand_inputs(settings.inputs)
     except InputError as exc:
         raise UserError(str(exc)) from None
-    _prepare_out_dir(settings.out_dir)
-    _start_metrics(settings.out_dir, beam_args, args.metrics_port)
+    local = is_local(beam_args) and "://" not in settings.out_dir
+    if local:
+        _prepare_out_dir(settings.out_dir)
+        _start_metrics(settings.out_dir, beam_args, args.metrics_port)
 
     started = time.monotonic()
     pipeline = make_pipeline(beam_args)
@@ -74,11 +77,22 @@ def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
         subscriptions,
         out_dir=settings.out_dir,
     )
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    if not local:
+        # A remote runner (Dataflow) owns the job from here; shards stay under OUT/.parts.
+        out.write(f"newsmon replay: submitted ({_job_description(result)}); outputs under {settings.out_dir}/\n")
+        return 0
+    result.wait_until_finish()
     finalize_outputs(settings.out_dir)
     _write_metrics(settings.out_dir)
     _print_summary(settings.out_dir, time.monotonic() - started, out)
     return 0
+
+
+def _job_description(result: object) -> str:
+    job_id = getattr(result, "job_id", None)
+    state = getattr(result, "state", "unknown")
+    return f"job {job_id() if callable(job_id) else job_id or '-'}, state {state}"
 
 
 def _start_metrics(out_dir: str, beam_args: list[str], port: int | None) -> None:
@@ -168,7 +182,7 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     from pydantic import ValidationError
 
     from pipelines.settings import WatchSettings
-    from pipelines.sources.feeds import FeedConfig, FeedError, check_feed_url, read_feed_list
+    from pipelines.sources.feeds import FeedConfig, FeedError, check_feed_url, parse_feed_list
     from pipelines.watch import check_local_options, run_watch
 
     problem = check_local_options(beam_args)
@@ -188,7 +202,7 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     try:
         feeds = [FeedConfig(url=check_feed_url(u)) for u in settings.feeds]
         if settings.feeds_file:
-            feeds += read_feed_list(settings.feeds_file)
+            feeds += parse_feed_list(_read_config(settings.feeds_file, "feed list"), settings.feeds_file)
     except (FeedError, ValueError) as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     unique = list({f.url: f for f in feeds}.values())
@@ -196,6 +210,15 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     subscriptions = _load_subscriptions(settings.subscriptions_file, [t.id for t in topics.topics])
     _prepare_out_dir(settings.out_dir)
 
+    until = f", for {settings.duration:g} s" if settings.duration else " (Ctrl-C to stop)"
+    out.write(f"newsmon watch: {len(unique)} feeds, every {settings.interval:g} s{until} -> {settings.out_dir}/\n")
+    out.flush()
+    run_watch(settings, unique, topics, subscriptions, beam_args, out, serve_metrics=_metrics_server(out),
+              alerts_topic=args.alerts_topic)  # fmt: skip
+    return 0
+
+
+def _metrics_server(out: TextIO):
     def serve(port: int) -> None:
         from prometheus_client import start_http_server
 
@@ -207,10 +230,36 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
             raise UserError(f"--metrics-port {port}: cannot listen: {exc.strerror or exc}") from None
         out.write(f"metrics: http://127.0.0.1:{port}/metrics\n")
 
-    until = f", for {settings.duration:g} s" if settings.duration else " (Ctrl-C to stop)"
-    out.write(f"newsmon watch: {len(unique)} feeds, every {settings.interval:g} s{until} -> {settings.out_dir}/\n")
+    return serve
+
+
+def _stream(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
+    from pipelines.runner import is_local
+    from pipelines.sources.pubsub import ReadItems
+    from pipelines.watch import run_live
+
+    if bool(args.input_subscription) == bool(args.input_topic):
+        raise UserError("give exactly one of --input_subscription or --input_topic")
+    local = is_local(beam_args)
+    if args.id_label and local:
+        raise UserError("--id_label is supported on Dataflow only (the direct runner rejects it)")
+    if args.duration is not None and args.duration <= 0:
+        raise UserError("--duration: must be > 0")
+    topics = _load_topics(args.topics)
+    subscriptions = _load_subscriptions(args.subscriptions, [t.id for t in topics.topics])
+    if local and "://" not in args.out:
+        _prepare_out_dir(args.out)
+    source = ReadItems(
+        subscription=args.input_subscription, topic=args.input_topic, id_label=args.id_label,
+        timestamp_attribute=args.timestamp_attribute,
+    )  # fmt: skip
+    out.write(f"newsmon stream: items from {args.input_subscription or args.input_topic} -> {args.out}/"
+              f"{f' and {args.alerts_topic}' if args.alerts_topic else ''}\n")  # fmt: skip
     out.flush()
-    run_watch(settings, unique, topics, subscriptions, beam_args, out, serve_metrics=serve)
+    run_live(
+        source, topics, subscriptions, beam_args, out, out_dir=args.out, metrics_port=args.metrics_port,
+        serve_metrics=_metrics_server(out), alerts_topic=args.alerts_topic, pubsub=True, duration=args.duration,
+    )  # fmt: skip
     return 0
 
 
@@ -270,16 +319,34 @@ def _redeliver(args: argparse.Namespace, out: TextIO) -> int:
 # --- classify / topics ----------------------------------------------------------------------------
 
 
-def _load_topics(path: str | None):
+def _read_config(path: str, what: str) -> str:
+    from pipelines.files import read_bytes
+
     try:
-        return load_topics(path)
+        return read_bytes(path).decode("utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: {what} is not UTF-8") from None
+
+
+def _load_topics(path: str | None):
+    from pipelines.classify.rules import parse_topics
+
+    try:
+        return load_topics(None) if path is None else parse_topics(_read_config(path, "topics file"), path)
     except RuleError as exc:
         raise UserError(str(exc)) from None
 
 
 def _load_subscriptions(path: str | None, known_topics: list[str]):
+    from alerts.subscriptions import parse_subscriptions
+
     try:
-        subs = load_subscriptions(path)
+        if path is None:
+            subs = load_subscriptions(None)
+        else:
+            subs = parse_subscriptions(_read_config(path, "subscriptions file"), path)
         subs.check_topics(known_topics)
         subs.check_secrets()
     except SubscriptionError as exc:
@@ -453,6 +520,7 @@ def _parser() -> argparse.ArgumentParser:
         "are passed to Beam (e.g. --runner, --direct_running_mode=multi_processing).",
     )
     replay.add_argument("paths", nargs="*", metavar="PATH", help="files, directories or globs (local or gs://)")
+    replay.add_argument("--inputs", metavar="PATHS", help="comma-separated files/globs (the template parameter form)")
     replay.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
     replay.add_argument(
         "--speed",
@@ -511,6 +579,31 @@ def _parser() -> argparse.ArgumentParser:
         default=9464,
         metavar="PORT",
         help="Prometheus /metrics on 127.0.0.1:PORT (default 9464; 0 = off)",
+    )
+
+    watch.add_argument("--alerts_topic", metavar="TOPIC", help="also publish alerts to this Pub/Sub topic")
+
+    stream = sub.add_parser(
+        "stream",
+        help="classify and alert on items arriving on Pub/Sub",
+        description="Read items as JSON messages from Pub/Sub (title, body|summary|text, url, source, published), "
+        "classify, alert and deliver; optionally publish alerts to a topic. Unknown options go to Beam.",
+    )
+    stream.add_argument("--input_subscription", metavar="SUBSCRIPTION", help="projects/P/subscriptions/S")
+    stream.add_argument("--input_topic", metavar="TOPIC", help="projects/P/topics/T (a temporary subscription)")
+    stream.add_argument("--alerts_topic", metavar="TOPIC", help="publish alerts to projects/P/topics/T")
+    stream.add_argument("--id_label", metavar="ATTRIBUTE", help="message attribute with a unique id (Dataflow)")
+    stream.add_argument("--timestamp_attribute", metavar="ATTRIBUTE", help="message attribute with the event time")
+    stream.add_argument("--out", default="out", metavar="DIR", help="output folder (local or gs://; default out)")
+    stream.add_argument("--topics", metavar="FILE", help="topics TOML (default: shipped taxonomy)")
+    stream.add_argument("--subscriptions", metavar="FILE", help="subscriptions TOML (default: all topics)")
+    stream.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (local runs)")
+    stream.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        metavar="PORT",
+        help="Prometheus /metrics on 127.0.0.1:PORT in local runs (default 9464; 0 = off)",
     )
 
     receive = sub.add_parser(
@@ -597,13 +690,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     _configure_logging()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("replay", "watch"):
+    if extra and args.command not in ("replay", "watch", "stream"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "replay":
             return _replay(args, extra, out)
         if args.command == "watch":
             return _watch(args, extra, out)
+        if args.command == "stream":
+            return _stream(args, extra, out)
         if args.command == "receive":
             return _receive(args, out)
         if args.command == "redeliver":

@@ -18,12 +18,14 @@ from pipelines.model import Alert, ClassifiedItem, DeadLetter
 __all__ = [
     "OUTPUT_KINDS",
     "AppendJsonl",
+    "WindowedJsonl",
     "WriteJsonl",
     "alert_record",
     "dead_letter_record",
     "finalize_outputs",
     "item_record",
     "keyed_line",
+    "live_writer",
     "parts_dir",
 ]
 
@@ -111,6 +113,40 @@ class AppendJsonl(beam.PTransform):
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         return pcoll | "AppendLines" >> beam.ParDo(_AppendLines(self._path, self._to_record))
+
+
+class WindowedJsonl(beam.PTransform):
+    """Records → JSONL files per 5-minute window under ``OUT/KIND/`` (unbounded runs on gs:// etc.)."""
+
+    WINDOW_SECONDS = 300
+
+    def __init__(self, out_dir: str, kind: str, to_record: Callable[[object], dict]) -> None:
+        super().__init__()
+        self._path = out_dir.rstrip("/") + "/" + kind
+        self._kind = kind
+        self._to_record = to_record
+
+    def expand(self, pcoll: beam.PCollection) -> beam.pvalue.PDone:
+        from apache_beam.io import fileio
+        from apache_beam.transforms.window import FixedWindows
+
+        to_record = self._to_record
+        return (
+            pcoll
+            | "ToJson" >> beam.Map(lambda x: _dumps(to_record(x)))
+            | "Window" >> beam.WindowInto(FixedWindows(self.WINDOW_SECONDS))
+            | "WriteFiles"
+            >> fileio.WriteToFiles(
+                path=self._path,
+                shards=1,
+                file_naming=fileio.default_file_naming(prefix=self._kind, suffix=".jsonl"),
+            )
+        )
+
+
+def live_writer(out_dir: str) -> type[beam.PTransform]:
+    """The writer for unbounded runs: appending local files, windowed files on remote filesystems."""
+    return WindowedJsonl if "://" in out_dir else AppendJsonl
 
 
 _SORT_KEYS: dict[str, Callable[[dict], tuple]] = {

@@ -13,7 +13,8 @@ from pipelines.classify.rules import TopicsFile
 from pipelines.classify.transform import Classify
 from pipelines.dedupe import DedupeItems, DedupeStreaming
 from pipelines.model import Alert, DeadLetter
-from pipelines.outputs import AppendJsonl, WriteJsonl, alert_record, dead_letter_record, item_record
+from pipelines.outputs import WriteJsonl, alert_record, dead_letter_record, item_record, live_writer
+from pipelines.sources.pubsub import PublishAlerts
 
 __all__ = ["LEAD_CHARS", "PipelineOutputs", "build_pipeline"]
 
@@ -38,14 +39,18 @@ def build_pipeline(
     *,
     streaming: bool = False,
     deliverer_options: dict | None = None,
+    alerts_topic: str | None = None,
 ) -> PipelineOutputs:
     """Source → Classify → Dedupe → Alerts → Deliver, plus JSONL writers when ``out_dir`` is given.
 
     ``source`` is any PTransform from PBegin to timestamped NewsItems, or to a dict with "items" and
     optionally "dead_letters" and "health" (replay, RSS, Pub/Sub and test sources plug in here).
     ``streaming`` selects the stateful (unbounded) shapes of dedupe and alerting, and appending
-    writers instead of sorted files.
+    writers instead of sorted files. ``alerts_topic`` also publishes delivered alerts to Pub/Sub
+    (unbounded runs only).
     """
+    if alerts_topic and not streaming:
+        raise ValueError("alerts can be published to Pub/Sub from streaming runs only")
     produced = p | "Source" >> source
     if not isinstance(produced, dict):
         produced = {"items": produced}
@@ -65,21 +70,22 @@ def build_pipeline(
         # Deliver and write each branch where it is made: on the local runner a Flatten boundary
         # holds data until the (unbounded) source ends, while fused steps run live.
         delivered, dead = [], [] if source_dead is None else [source_dead]
+        write = live_writer(out_dir or "")
         for name, alerts in branches.items():
             sent = alerts | f"Deliver{name}Alerts" >> DeliverAlerts(subscriptions, deliverer_options)
             delivered.append(sent[DELIVERED])
             dead.append(sent[DEAD_LETTERS])
+            if alerts_topic:
+                sent[DELIVERED] | f"Publish{name}Alerts" >> PublishAlerts(alerts_topic)
             if out_dir is not None:
-                sent[DELIVERED] | f"Write{name}Alerts" >> AppendJsonl(out_dir, "alerts", alert_record)
-                sent[DEAD_LETTERS] | f"Write{name}DeadLetters" >> AppendJsonl(
-                    out_dir, "dead_letters", dead_letter_record
-                )
+                sent[DELIVERED] | f"Write{name}Alerts" >> write(out_dir, "alerts", alert_record)
+                sent[DEAD_LETTERS] | f"Write{name}DeadLetters" >> write(out_dir, "dead_letters", dead_letter_record)
         if out_dir is not None:
-            unique | "WriteItems" >> AppendJsonl(out_dir, "items", item_record)
+            unique | "WriteItems" >> write(out_dir, "items", item_record)
             if source_dead is not None:
-                source_dead | "WriteSourceDeadLetters" >> AppendJsonl(out_dir, "dead_letters", dead_letter_record)
+                source_dead | "WriteSourceDeadLetters" >> write(out_dir, "dead_letters", dead_letter_record)
             if health is not None:
-                health | "WriteFeedHealth" >> AppendJsonl(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
+                health | "WriteFeedHealth" >> write(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
         # Flattened views for callers and tests (not on the live path).
         all_alerts = tuple(delivered) | "AllDelivered" >> beam.Flatten().with_output_types(Alert)
         all_dead = tuple(dead) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)

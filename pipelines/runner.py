@@ -10,7 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-__all__ = ["local_runner", "make_pipeline"]
+__all__ = ["is_local", "local_runner", "make_pipeline"]
 
 _LOCAL_NAMES = {None, "DirectRunner", "direct", "InProcessRunner"}
 
@@ -26,9 +26,26 @@ def local_runner(options: PipelineOptions):
     return fn_runner.FnApiRunner(provision_info=info)
 
 
-def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+def is_local(beam_args: list[str]) -> bool:
+    return PipelineOptions(beam_args).view_as(StandardOptions).runner in _LOCAL_NAMES
+
+
+def make_pipeline(beam_args: list[str], *, streaming: bool = False, pubsub: bool = False) -> beam.Pipeline:
+    """A pipeline on the runner the options name, or the right local runner.
+
+    ``streaming`` marks unbounded jobs (Dataflow needs --streaming). Locally the FnApiRunner runs the
+    feed source fine, but Pub/Sub reads need Beam's bundle-based direct runner in streaming mode.
+    """
     options = PipelineOptions(beam_args)
-    runner_name = options.view_as(StandardOptions).runner
+    standard = options.view_as(StandardOptions)
+    runner_name = standard.runner
     if runner_name in _LOCAL_NAMES:
+        if pubsub:
+            from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+
+            standard.streaming = True
+            return beam.Pipeline(runner=BundleBasedDirectRunner(), options=options)
         return beam.Pipeline(runner=local_runner(options), options=options)
+    if streaming:
+        standard.streaming = True
     return beam.Pipeline(options=options)

@@ -12,12 +12,12 @@ from alerts.subscriptions import SubscriptionsFile
 from pipelines import metrics
 from pipelines.classify.rules import TopicsFile
 from pipelines.pipeline import build_pipeline
-from pipelines.runner import make_pipeline
+from pipelines.runner import is_local, make_pipeline
 from pipelines.settings import WatchSettings
 from pipelines.sources.feeds import FeedConfig
 from pipelines.sources.rss import PollFeeds, request_stop
 
-__all__ = ["check_local_options", "run_watch", "status_line"]
+__all__ = ["check_local_options", "run_live", "run_watch", "status_line"]
 
 
 def check_local_options(beam_args: list[str]) -> str | None:
@@ -55,7 +55,7 @@ def status_line() -> str:
             if s.name == "newsmon_feed_consecutive_failures":
                 polled.add(s.labels.get("feed"))
                 failing += 1 if s.value > 0 else 0
-    items = _sample("newsmon_items_ingested_total", {"source_kind": "rss"})
+    items = _sample("newsmon_items_ingested_total")
     alerts = _sample("newsmon_alerts_total")
     dead = _sample("newsmon_dead_letters_total")
     return (
@@ -73,25 +73,53 @@ def run_watch(
     out: TextIO,
     status_every: float = 10.0,
     serve_metrics: Callable[[int], None] | None = None,
+    alerts_topic: str | None = None,
 ) -> None:
-    metrics.enable_prometheus(None)
-    if settings.metrics_port and serve_metrics is not None:
-        serve_metrics(settings.metrics_port)
-    pipeline = make_pipeline(beam_args)
-    build_pipeline(
-        pipeline,
-        PollFeeds(
-            feeds,
-            interval=settings.interval,
-            shards=settings.shards,
-            duration=settings.duration,
-            poller_options={"max_workers": settings.fetch_workers, "per_host": settings.per_host},
-        ),
-        topics,
-        subscriptions,
-        out_dir=settings.out_dir,
-        streaming=True,
+    local = is_local(beam_args)
+    source = PollFeeds(
+        feeds,
+        interval=settings.interval,
+        shards=settings.shards,
+        duration=settings.duration,
+        sleep_locally=local,
+        poller_options={"max_workers": settings.fetch_workers, "per_host": settings.per_host},
     )
+    run_live(
+        source, topics, subscriptions, beam_args, out,
+        out_dir=settings.out_dir, metrics_port=settings.metrics_port, serve_metrics=serve_metrics,
+        status_every=status_every, alerts_topic=alerts_topic,
+    )  # fmt: skip
+
+
+def run_live(
+    source,
+    topics: TopicsFile,
+    subscriptions: SubscriptionsFile,
+    beam_args: list[str],
+    out: TextIO,
+    *,
+    out_dir: str | None,
+    metrics_port: int = 0,
+    serve_metrics: Callable[[int], None] | None = None,
+    status_every: float = 10.0,
+    alerts_topic: str | None = None,
+    pubsub: bool = False,
+    duration: float | None = None,
+) -> None:
+    """Build and run an unbounded pipeline. Locally: status line, /metrics, Ctrl-C/SIGTERM stop it
+    cleanly (and ``duration`` for sources that do not end themselves). Remotely: submit and return."""
+    local = is_local(beam_args)
+    pipeline = make_pipeline(beam_args, streaming=True, pubsub=pubsub)
+    build_pipeline(pipeline, source, topics, subscriptions, out_dir=out_dir, streaming=True, alerts_topic=alerts_topic)
+    if not local:
+        result = pipeline.run()
+        job_id = getattr(result, "job_id", None)
+        out.write(f"newsmon: submitted streaming job {job_id() if callable(job_id) else job_id or '-'} "
+                  f"(state {getattr(result, 'state', 'unknown')})\n")  # fmt: skip
+        return
+    metrics.enable_prometheus(None)
+    if metrics_port and serve_metrics is not None:
+        serve_metrics(metrics_port)
     done = threading.Event()
 
     def report() -> None:
@@ -100,20 +128,38 @@ def run_watch(
             out.flush()
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping = threading.Event()
 
     def stop(signum, frame) -> None:
-        out.write("newsmon watch: stopping after the current poll round…\n")
+        out.write("newsmon: stopping after the current round…\n")
         out.flush()
         request_stop()
+        stopping.set()
 
     for sig in previous:
         signal.signal(sig, stop)
     reporter = threading.Thread(target=report, daemon=True, name="newsmon-status")
     reporter.start()
     try:
-        pipeline.run().wait_until_finish()
+        result = pipeline.run()
+        if pubsub:
+            # The direct runner's Pub/Sub read never ends by itself: run for the duration or until a
+            # signal, then cancel (stateful steps have written their outputs as they went).
+            deadline = None if duration is None else time.monotonic() + duration
+            while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+                if str(result.state) in _ENDED:
+                    break
+                stopping.wait(0.5)
+            if str(result.state) not in _ENDED:
+                result.cancel()
+        else:
+            result.wait_until_finish()
     finally:
         done.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    out.write(f"newsmon watch: stopped. {status_line()}\n")
+    out.write(f"newsmon: stopped. {status_line()}\n")
+
+
+_ENDED = {"DONE", "FAILED", "CANCELLED", "UPDATED", "DRAINED", "PipelineState.DONE", "PipelineState.FAILED",
+          "PipelineState.CANCELLED"}  # fmt: skip

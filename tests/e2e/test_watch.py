@@ -46,7 +46,7 @@ def test_watch_polls_live_feeds_for_a_duration_and_emits_each_entry_once(tmp_pat
         elapsed = time.monotonic() - started
         grow_requests = server.requests("/grow.xml")
     assert result.returncode == 0, result.stderr
-    assert "newsmon watch: stopped." in result.stdout and "Traceback" not in result.stderr
+    assert "newsmon: stopped." in result.stdout and "Traceback" not in result.stderr
     assert elapsed < 40
     out = tmp_path / "out"
     items = read_jsonl(out / "items.jsonl")
