@@ -191,7 +191,14 @@ class Engine:
         # Which topics a hit can raise: pattern → [(topic index, positive weight)] for the bound.
         self._raises: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self._near: list[list[_Near]] = []
+        # pattern → [((topic, near rule), side bit)]: 1 = the rule's a-side, 2 = its b-side.
+        self._near_sides: dict[str, list[tuple[tuple[int, int], int]]] = defaultdict(list)
         for t, rule in enumerate(self._rules):
+            for n, near in enumerate(rule.near):
+                for pattern in set(near.a):
+                    self._near_sides[pattern].append(((t, n), 1))
+                for pattern in set(near.b):
+                    self._near_sides[pattern].append(((t, n), 2))
             for pattern, weight in rule.terms.items():
                 self._raises[pattern].append((t, max(weight, 0.0)))
             self._near.append(
@@ -239,6 +246,7 @@ class Engine:
         # An optimistic bound per topic (no masks; a near rule counts when both its sides were hit in
         # one field) skips most topics cheaply.
         bound: dict[int, float] = {}
+        near_counted: set[tuple[int, int]] = set()
         max_count = self.max_count
         for f in fields:
             is_title = f.name == "title"
@@ -246,10 +254,16 @@ class Engine:
                 for t, weight in self._raises.get(pattern, ()):
                     gain = weight * (self._title_weight[t] if is_title else min(len(spans), max_count))
                     bound[t] = bound.get(t, 0.0) + gain
-        for t, nears in enumerate(self._near):
-            for near in nears:
-                if any(not near.a_set.isdisjoint(f.hits) and not near.b_set.isdisjoint(f.hits) for f in fields):
-                    bound[t] = bound.get(t, 0.0) + near.weight * self._title_weight[t]
+        # Near rules with both sides hit in one field, found from the hits (not by scanning every rule).
+        for f in fields:
+            sides: dict[tuple[int, int], int] = {}
+            for pattern in f.hits:
+                for key, side in self._near_sides.get(pattern, ()):
+                    sides[key] = sides.get(key, 0) | side
+            for (t, n), seen in sides.items():
+                if seen == 3 and (t, n) not in near_counted:
+                    near_counted.add((t, n))
+                    bound[t] = bound.get(t, 0.0) + self._near[t][n].weight * self._title_weight[t]
         matches = []
         for t in sorted(bound):
             rule = self._rules[t]

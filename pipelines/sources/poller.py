@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
@@ -179,13 +179,16 @@ class FeedPoller:
 
     def poll_due(self, now: datetime) -> list[PollOutcome]:
         """Fetch and parse every feed due at ``now`` (concurrently), update states, return outcomes."""
-        due = [self._feeds[fid] for fid, state in self._states.items() if state.next_due <= now]
-        if not due:
-            return []
-        results = self._run(due)
-        return [self._apply(feed, *results[feed.id], now) for feed in due]
+        return list(self.iter_due(now))
 
-    def _run(self, due: list[FeedConfig]) -> dict[str, tuple[FetchResult, ParsedFeed | None]]:
+    def iter_due(self, now: datetime) -> Iterator[PollOutcome]:
+        """As :meth:`poll_due`, yielding each feed's outcome as soon as its fetch completes, so a slow
+        feed does not delay the items of the fast ones in the same round."""
+        due = [self._feeds[fid] for fid, state in self._states.items() if state.next_due <= now]
+        for feed, result in self._run(due):
+            yield self._apply(feed, *result, now)
+
+    def _run(self, due: list[FeedConfig]) -> Iterator[tuple[FeedConfig, tuple[FetchResult, ParsedFeed | None]]]:
         # Dispatch by hand rather than submitting everything: a task waiting for a busy host would
         # hold a pool thread that another site could use.
         queues: dict[str, deque[FeedConfig]] = {}
@@ -193,7 +196,6 @@ class FeedPoller:
             queues.setdefault(host_key(feed.url), deque()).append(feed)
         active: Counter[str] = Counter()
         running: dict[Future[tuple[FetchResult, ParsedFeed | None]], tuple[str, FeedConfig]] = {}
-        results: dict[str, tuple[FetchResult, ParsedFeed | None]] = {}
         while queues or running:
             submitted = True
             while submitted and len(running) < self._max_workers:
@@ -215,8 +217,7 @@ class FeedPoller:
             for future in finished:
                 host, feed = running.pop(future)
                 active[host] -= 1
-                results[feed.id] = future.result()
-        return results
+                yield feed, future.result()
 
     def _fetch_and_parse(
         self, feed: FeedConfig, etag: str | None, last_modified: str | None

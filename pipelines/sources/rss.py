@@ -126,7 +126,7 @@ class _PollShard(beam.DoFn):
         if not tracker.try_claim(position):
             return
         poller = self._poller(shard)
-        for outcome in poller.poll_due(now):
+        for outcome in poller.iter_due(now):
             for item in outcome.items:
                 metrics.inc("items_ingested", source_kind="rss")
                 yield TimestampedValue(item, item.ingested.timestamp())
