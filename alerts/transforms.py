@@ -18,13 +18,13 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder, StrUtf8Coder
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
-from alerts.bursts import BurstDetector, burst_alert
+from alerts.bursts import BurstDetector
+from alerts.decide import BurstAlerter, StoryAlerter, burst_alerts_in_order, story_alerts_in_order
 from alerts.health import FeedHealthTracker
-from alerts.policy import item_alerts
-from alerts.stories import StoryIndex, story_alerts
+from alerts.stories import StoryIndex
 from alerts.subscriptions import Subscription, SubscriptionsFile
 from pipelines import metrics
-from pipelines.model import Alert, AlertItem, ClassifiedItem, NewsItem
+from pipelines.model import Alert, ClassifiedItem, NewsItem
 
 __all__ = ["Alerts", "FeedHealthAlerts"]
 
@@ -38,29 +38,7 @@ def _count(alerts: Iterable[Alert]) -> Iterator[Alert]:
         yield alert
 
 
-def _order(c: ClassifiedItem) -> tuple:
-    return (c.item.ingested, c.item.id)
-
-
-def _alert_item(c: ClassifiedItem) -> AlertItem:
-    item = c.item
-    return AlertItem(id=item.id, title=item.title, url=item.url, source=item.source, published=item.published)
-
-
 # --- item alerts, story-aware ---------------------------------------------------------------------
-
-
-class _Stories:
-    """The per-item decision: policy alerts, then made story-aware (one story, one alert.item)."""
-
-    def __init__(self, subs: list[Subscription]) -> None:
-        self.subs = subs
-        self.updates_wanted = {s.id for s in subs if s.wants_kind("alert.updated")}
-
-    def alerts(self, index: StoryIndex, classified: ClassifiedItem) -> list[Alert]:
-        decision = index.assign(classified.item)
-        made = story_alerts(decision, classified, item_alerts(classified, self.subs))
-        return [a for a in made if a.kind != "alert.updated" or a.subscription in self.updates_wanted]
 
 
 class _StoriesBatch(beam.DoFn):
@@ -68,9 +46,7 @@ class _StoriesBatch(beam.DoFn):
         self._subs = subs
 
     def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
-        stories, index = _Stories(self._subs), StoryIndex()
-        for classified in sorted(keyed[1], key=_order):
-            yield from _count(stories.alerts(index, classified))
+        yield from _count(story_alerts_in_order(keyed[1], self._subs))
 
 
 def _member(item: NewsItem) -> NewsItem:
@@ -91,7 +67,7 @@ class _StoriesStateful(beam.DoFn):
         self._index: StoryIndex | None = None
 
     def setup(self) -> None:
-        self._stories = _Stories(self._subs)
+        self._stories = StoryAlerter(self._subs)
 
     def process(
         self,
@@ -120,26 +96,12 @@ class _StoriesStateful(beam.DoFn):
 # --- bursts ---------------------------------------------------------------------------------------
 
 
-class _Bursts:
-    def __init__(self, subs: list[Subscription]) -> None:
-        self.subs = [s for s in subs if s.enabled and s.wants_kind("alert.burst")]
-
-    def alerts(self, detector: BurstDetector, topic: str, classified: ClassifiedItem) -> list[Alert]:
-        event = detector.observe(classified.item.ingested, _alert_item(classified))
-        if event is None:
-            return []
-        return [burst_alert(topic, event, s.id) for s in self.subs if not s.topics or topic in s.topics]
-
-
 class _BurstsBatch(beam.DoFn):
     def __init__(self, subs: list[Subscription]) -> None:
         self._subs = subs
 
     def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
-        topic, items = keyed
-        bursts, detector = _Bursts(self._subs), BurstDetector()
-        for classified in sorted(items, key=_order):
-            yield from _count(bursts.alerts(detector, topic, classified))
+        yield from _count(burst_alerts_in_order(keyed[0], keyed[1], self._subs))
 
 
 class _BurstsStateful(beam.DoFn):
@@ -151,7 +113,7 @@ class _BurstsStateful(beam.DoFn):
         self._subs = subs
 
     def setup(self) -> None:
-        self._bursts = _Bursts(self._subs)
+        self._bursts = BurstAlerter(self._subs)
 
     def process(self, keyed: tuple[str, ClassifiedItem], state=beam.DoFn.StateParam(STATE)) -> Iterator[Alert]:
         topic, classified = keyed

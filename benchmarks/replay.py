@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from alerts.policy import item_alerts
+from alerts.decide import burst_alerts_in_order, story_alerts_in_order
 from alerts.subscriptions import default_subscriptions
 from benchmarks.corpus import write_corpus
 from pipelines.classify.engine import Engine
@@ -27,11 +27,12 @@ from pipelines.classify.rules import load_topics
 from pipelines.dedupe import pick_first
 from pipelines.model import ClassifiedItem
 from pipelines.outputs import alert_record, dead_letter_record, item_record, keyed_line
+from pipelines.pipeline import LEAD_CHARS
 from pipelines.sources.replay import expand_inputs, parse_file, relative_source
 
 
 def plain_loop(corpus_dir: Path, out_dir: Path) -> int:
-    """The baseline: the same pure functions, no Beam."""
+    """The baseline: the same pure functions (parse, dedupe, classify, story/burst alerts), no Beam."""
     specs = expand_inputs([str(corpus_dir)])
     roots = [s.root for s in specs]
     engine = Engine(load_topics())
@@ -46,11 +47,20 @@ def plain_loop(corpus_dir: Path, out_dir: Path) -> int:
         for item in items:
             by_id.setdefault(item.id, []).append(item)
     records: dict[str, list[dict]] = {"items": [], "alerts": [], "dead_letters": []}
+    classified_items = []
+    by_topic: dict[str, list[ClassifiedItem]] = {}
     for copies in by_id.values():
         item = pick_first(copies)
         classified = ClassifiedItem(item=item, matches=engine.classify(item.title, item.body))
         records["items"].append(item_record(classified))
-        records["alerts"].extend(alert_record(a) for a in item_alerts(classified, subs))
+        # the same lead-only body the pipeline carries past classification
+        lead = classified.model_copy(update={"item": item.model_copy(update={"body": item.body[:LEAD_CHARS]})})
+        classified_items.append(lead)
+        for match in classified.matches:
+            by_topic.setdefault(match.topic, []).append(lead)
+    records["alerts"].extend(alert_record(a) for a in story_alerts_in_order(classified_items, subs))
+    for topic, members in by_topic.items():
+        records["alerts"].extend(alert_record(a) for a in burst_alerts_in_order(topic, members, subs))
     records["dead_letters"] = [dead_letter_record(d) for d in dead]
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind, recs in records.items():
