@@ -7,6 +7,7 @@ for the same order of items.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from alerts.bursts import BurstDetector, burst_alert
 from alerts.policy import item_alerts
@@ -43,7 +44,10 @@ class BurstAlerter:
     def alerts(self, detector: BurstDetector, topic: str, classified: ClassifiedItem) -> list[Alert]:
         item = classified.item
         ref = AlertItem(id=item.id, title=item.title, url=item.url, source=item.source, published=item.published)
-        event = detector.observe(item.ingested, ref)
+        return self.observe(detector, topic, item.ingested, ref)
+
+    def observe(self, detector: BurstDetector, topic: str, when: datetime, ref: AlertItem) -> list[Alert]:
+        event = detector.observe(when, ref)
         if event is None:
             return []
         return [burst_alert(topic, event, s.id) for s in self.subs if not s.topics or topic in s.topics]

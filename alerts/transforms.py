@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -19,12 +20,13 @@ from apache_beam.coders import PickleCoder, StrUtf8Coder
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
 
 from alerts.bursts import BurstDetector
-from alerts.decide import BurstAlerter, StoryAlerter, burst_alerts_in_order, story_alerts_in_order
+from alerts.decide import BurstAlerter, StoryAlerter
 from alerts.health import FeedHealthTracker
 from alerts.stories import StoryIndex
 from alerts.subscriptions import Subscription, SubscriptionsFile
 from pipelines import metrics
-from pipelines.model import Alert, ClassifiedItem, NewsItem
+from pipelines.model import Alert, AlertItem, ClassifiedItem, NewsItem
+from pipelines.wire import from_wire, to_wire
 
 __all__ = ["Alerts", "FeedHealthAlerts"]
 
@@ -42,11 +44,15 @@ def _count(alerts: Iterable[Alert]) -> Iterator[Alert]:
 
 
 class _StoriesBatch(beam.DoFn):
+    """All items under one key, as (event time, id, wire text): sorted, then decoded one at a time."""
+
     def __init__(self, subs: list[Subscription]) -> None:
         self._subs = subs
 
-    def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
-        yield from _count(story_alerts_in_order(keyed[1], self._subs))
+    def process(self, keyed: tuple[str, Iterable[tuple[str, str, str]]]) -> Iterator[Alert]:
+        alerter, index = StoryAlerter(self._subs), StoryIndex()
+        for _, _, text in sorted(keyed[1]):
+            yield from _count(alerter.alerts(index, from_wire(text)))
 
 
 def _member(item: NewsItem) -> NewsItem:
@@ -97,11 +103,25 @@ class _StoriesStateful(beam.DoFn):
 
 
 class _BurstsBatch(beam.DoFn):
+    """One topic's items as slim (event time, id, title, url, source, published) tuples, in order."""
+
     def __init__(self, subs: list[Subscription]) -> None:
         self._subs = subs
 
-    def process(self, keyed: tuple[str, Iterable[ClassifiedItem]]) -> Iterator[Alert]:
-        yield from _count(burst_alerts_in_order(keyed[0], keyed[1], self._subs))
+    def process(self, keyed: tuple[str, Iterable[tuple]]) -> Iterator[Alert]:
+        topic, rows = keyed
+        alerter, detector = BurstAlerter(self._subs), BurstDetector()
+        for when, item_id, title, url, source, published in sorted(rows):
+            ref = AlertItem(id=item_id, title=title, url=url or None, source=source,
+                            published=datetime.fromisoformat(published) if published else None)  # fmt: skip
+            yield from _count(alerter.observe(detector, topic, datetime.fromisoformat(when), ref))
+
+
+def _burst_rows(c: ClassifiedItem) -> list[tuple[str, tuple]]:
+    item = c.item
+    row = (item.ingested.isoformat(), item.id, item.title, item.url or "", item.source,
+           item.published.isoformat() if item.published else "")  # fmt: skip
+    return [(m.topic, row) for m in c.matches]
 
 
 class _BurstsStateful(beam.DoFn):
@@ -136,22 +156,32 @@ class Alerts(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, classified: beam.PCollection) -> dict[str, beam.PCollection]:
-        # str keys (typed) so stateful DoFns get a deterministic key coder.
-        by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c)).with_output_types(
-            tuple[str, ClassifiedItem]
-        )
-        by_topic = classified | "KeyByTopic" >> beam.FlatMap(
-            lambda c: [(m.topic, c) for m in c.matches]
-        ).with_output_types(tuple[str, ClassifiedItem])
         if self._streaming:
+            # str keys (typed) so stateful DoFns get a deterministic key coder.
+            by_story = classified | "KeyForStories" >> beam.Map(lambda c: (STORIES_KEY, c)).with_output_types(
+                tuple[str, ClassifiedItem]
+            )
+            by_topic = classified | "KeyByTopic" >> beam.FlatMap(
+                lambda c: [(m.topic, c) for m in c.matches]
+            ).with_output_types(tuple[str, ClassifiedItem])
             items = by_story | "StoryAlerts" >> beam.ParDo(_StoriesStateful(self._subs))
             bursts = by_topic | "BurstAlerts" >> beam.ParDo(_BurstsStateful(self._subs))
         else:
+            # Plain strings across the GroupByKeys (pipelines/wire.py): pickled models cost a third of a replay.
             items = (
-                by_story | "GroupStories" >> beam.GroupByKey() | "StoryAlerts" >> beam.ParDo(_StoriesBatch(self._subs))
+                classified
+                | "WireForStories"
+                >> beam.Map(
+                    lambda c: (STORIES_KEY, (c.item.ingested.isoformat(), c.item.id, to_wire(c)))
+                ).with_output_types(tuple[str, tuple[str, str, str]])
+                | "GroupStories" >> beam.GroupByKey()
+                | "StoryAlerts" >> beam.ParDo(_StoriesBatch(self._subs))
             )
             bursts = (
-                by_topic | "GroupByTopic" >> beam.GroupByKey() | "BurstAlerts" >> beam.ParDo(_BurstsBatch(self._subs))
+                classified
+                | "RowsByTopic" >> beam.FlatMap(_burst_rows).with_output_types(tuple[str, tuple])
+                | "GroupByTopic" >> beam.GroupByKey()
+                | "BurstAlerts" >> beam.ParDo(_BurstsBatch(self._subs))
             )
         return {"items": items, "bursts": bursts}
 

@@ -46,7 +46,7 @@ def default_seeds() -> str:
 def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     from pipelines.outputs import finalize_outputs
     from pipelines.pipeline import build_pipeline
-    from pipelines.runner import is_local, make_pipeline
+    from pipelines.runner import describe_result, is_local, make_pipeline
     from pipelines.sources.replay import InputError, ReplayArticles, expand_inputs
 
     listed = [p.strip() for p in (args.inputs or "").split(",") if p.strip()]
@@ -80,19 +80,13 @@ def _replay(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     result = pipeline.run()
     if not local:
         # A remote runner (Dataflow) owns the job from here; shards stay under OUT/.parts.
-        out.write(f"newsmon replay: submitted ({_job_description(result)}); outputs under {settings.out_dir}/\n")
+        out.write(f"newsmon replay: submitted ({describe_result(result)}); outputs under {settings.out_dir}/\n")
         return 0
     result.wait_until_finish()
     finalize_outputs(settings.out_dir)
     _write_metrics(settings.out_dir)
     _print_summary(settings.out_dir, time.monotonic() - started, out)
     return 0
-
-
-def _job_description(result: object) -> str:
-    job_id = getattr(result, "job_id", None)
-    state = getattr(result, "state", "unknown")
-    return f"job {job_id() if callable(job_id) else job_id or '-'}, state {state}"
 
 
 def _start_metrics(out_dir: str, beam_args: list[str], port: int | None) -> None:
@@ -208,7 +202,8 @@ def _watch(args: argparse.Namespace, beam_args: list[str], out: TextIO) -> int:
     unique = list({f.url: f for f in feeds}.values())
     topics = _load_topics(settings.topics_file)
     subscriptions = _load_subscriptions(settings.subscriptions_file, [t.id for t in topics.topics])
-    _prepare_out_dir(settings.out_dir)
+    if "://" not in settings.out_dir:
+        _prepare_out_dir(settings.out_dir)
 
     until = f", for {settings.duration:g} s" if settings.duration else " (Ctrl-C to stop)"
     out.write(f"newsmon watch: {len(unique)} feeds, every {settings.interval:g} s{until} -> {settings.out_dir}/\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder
 from apache_beam.transforms.timeutil import TimeDomain
@@ -10,6 +12,7 @@ from apache_beam.utils.timestamp import Duration
 
 from pipelines import metrics
 from pipelines.model import ClassifiedItem, NewsItem
+from pipelines.wire import from_wire, to_wire
 
 __all__ = ["DedupeItems", "DedupeStreaming", "dedupe_key", "pick_first"]
 
@@ -20,25 +23,31 @@ def pick_first(items: list[NewsItem]) -> NewsItem:
 
 
 class _Pick(beam.DoFn):
-    def process(self, keyed: tuple[str, list[ClassifiedItem]]):
-        _, copies = keyed
-        copies = list(copies)
+    def process(self, keyed: tuple[str, Iterable[tuple[str, str, str]]]):
+        copies = list(keyed[1])
         if len(copies) > 1:
             metrics.inc("items_duplicate", n=len(copies) - 1)
-        by_item = {id(c.item): c for c in copies}
-        yield by_item[id(pick_first([c.item for c in copies]))]
+        # min over (event time, source, encoded item): the same choice as pick_first, without decoding
+        classified = from_wire(min(copies)[2])
+        yield beam.window.TimestampedValue(classified, classified.item.ingested.timestamp())
+
+
+def _to_wire(c: ClassifiedItem) -> tuple[str, tuple[str, str, str]]:
+    return c.item.id, (c.item.ingested.isoformat(), c.item.source, to_wire(c))
 
 
 class DedupeItems(beam.PTransform):
-    """Batch dedupe of ClassifiedItems by item id (keys are plain strings). Streaming dedupes with state."""
+    """Batch dedupe of ClassifiedItems by item id (keys are plain strings). Streaming dedupes with state.
+
+    Items cross the GroupByKey as JSON text next to their sort keys (pipelines/wire.py), not pickled.
+    """
 
     def expand(self, classified: beam.PCollection) -> beam.PCollection:
         return (
             classified
-            | "KeyById" >> beam.Map(lambda c: (c.item.id, c)).with_output_types(tuple[str, ClassifiedItem])
+            | "KeyById" >> beam.Map(_to_wire).with_output_types(tuple[str, tuple[str, str, str]])
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
-            | "RestoreEventTime" >> beam.Map(lambda c: beam.window.TimestampedValue(c, c.item.ingested.timestamp()))
         )
 
 

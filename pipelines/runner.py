@@ -10,7 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-__all__ = ["is_local", "local_runner", "make_pipeline"]
+__all__ = ["describe_result", "is_local", "local_runner", "make_pipeline"]
 
 _LOCAL_NAMES = {None, "DirectRunner", "direct", "InProcessRunner"}
 
@@ -49,3 +49,16 @@ def make_pipeline(beam_args: list[str], *, streaming: bool = False, pubsub: bool
     if streaming:
         standard.streaming = True
     return beam.Pipeline(options=options)
+
+
+def describe_result(result: object) -> str:
+    """Job id and state of a submitted pipeline. A Flex Template launch or a dry run creates no job
+    (``has_job`` is false and ``job_id()`` would raise), which is not an error."""
+    if getattr(result, "has_job", True) is False:
+        return "no job created here: dry run or template launch"
+    job_id = getattr(result, "job_id", None)
+    try:
+        ident = job_id() if callable(job_id) else job_id
+    except AttributeError:
+        ident = None
+    return f"job {ident or '-'}, state {getattr(result, 'state', 'unknown')}"

@@ -12,7 +12,7 @@ from alerts.subscriptions import SubscriptionsFile
 from pipelines import metrics
 from pipelines.classify.rules import TopicsFile
 from pipelines.pipeline import build_pipeline
-from pipelines.runner import is_local, make_pipeline
+from pipelines.runner import describe_result, is_local, make_pipeline
 from pipelines.settings import WatchSettings
 from pipelines.sources.feeds import FeedConfig
 from pipelines.sources.rss import PollFeeds, request_stop
@@ -112,10 +112,7 @@ def run_live(
     pipeline = make_pipeline(beam_args, streaming=True, pubsub=pubsub)
     build_pipeline(pipeline, source, topics, subscriptions, out_dir=out_dir, streaming=True, alerts_topic=alerts_topic)
     if not local:
-        result = pipeline.run()
-        job_id = getattr(result, "job_id", None)
-        out.write(f"newsmon: submitted streaming job {job_id() if callable(job_id) else job_id or '-'} "
-                  f"(state {getattr(result, 'state', 'unknown')})\n")  # fmt: skip
+        out.write(f"newsmon: submitted streaming pipeline ({describe_result(pipeline.run())})\n")
         return
     metrics.enable_prometheus(None)
     if metrics_port and serve_metrics is not None:

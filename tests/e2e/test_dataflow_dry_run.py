@@ -109,3 +109,11 @@ if __name__ == "__main__":
         + "\n"
     )
     print(f"wrote {NAMES_FILE}")
+
+
+def test_job_description_survives_runs_that_create_no_job():
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
+
+    from pipelines.runner import describe_result
+
+    assert "no job created" in describe_result(DataflowPipelineResult(None, None))
