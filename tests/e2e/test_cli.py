@@ -232,3 +232,13 @@ def test_subscribe_prints_the_secret_once_and_subscriptions_masks_it(tmp_path):
     assert "'spying-embassy-2'" in again.stdout
     bad = newsmon("subscribe", "--url", "ftp://x", cwd=tmp_path)
     assert bad.returncode == 2 and "field url" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_stdout_sink_pipes_alerts_as_json_lines(tmp_path):
+    subs = tmp_path / "subs.toml"
+    subs.write_text('[[subscriptions]]\nid = "pipe"\nsink = "stdout"\ntopics = ["tariffs"]\n')
+    result = newsmon("replay", "--subscriptions", str(subs), "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    piped = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert piped and all(a["subscription"] == "pipe" and "tariffs" in a["topics"] for a in piped)
+    assert sorted(a["id"] for a in piped) == sorted(a["id"] for a in read_jsonl(tmp_path / "o" / "alerts.jsonl"))
