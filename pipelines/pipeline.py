@@ -24,9 +24,12 @@ LEAD_CHARS = 600
 
 @dataclass(frozen=True)
 class PipelineOutputs:
+    """What build_pipeline made. Bounded runs: one PCollection each. Unbounded runs: ``alerts`` and
+    ``dead_letters`` are tuples of per-branch PCollections (see build_pipeline)."""
+
     items: beam.PCollection  # ClassifiedItem
-    alerts: beam.PCollection  # Alert (delivered)
-    dead_letters: beam.PCollection  # DeadLetter
+    alerts: beam.PCollection | tuple[beam.PCollection, ...]  # Alert (delivered)
+    dead_letters: beam.PCollection | tuple[beam.PCollection, ...]  # DeadLetter
     health: beam.PCollection | None = None  # FeedHealth (live sources)
 
 
@@ -86,10 +89,9 @@ def build_pipeline(
                 source_dead | "WriteSourceDeadLetters" >> write(out_dir, "dead_letters", dead_letter_record)
             if health is not None:
                 health | "WriteFeedHealth" >> write(out_dir, "feeds", lambda h: h.model_dump(mode="json"))
-        # Flattened views for callers and tests (not on the live path).
-        all_alerts = tuple(delivered) | "AllDelivered" >> beam.Flatten().with_output_types(Alert)
-        all_dead = tuple(dead) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
-        return PipelineOutputs(items=unique, alerts=all_alerts, dead_letters=all_dead, health=health)
+        # Per-branch collections, not flattened: a Flatten's input would be held in memory until the
+        # (never-ending) source ends on the local runner.
+        return PipelineOutputs(items=unique, alerts=tuple(delivered), dead_letters=tuple(dead), health=health)
 
     alerts = tuple(branches.values()) | "AllAlerts" >> beam.Flatten().with_output_types(Alert)
     delivery = alerts | "Deliver" >> DeliverAlerts(subscriptions, deliverer_options)

@@ -115,6 +115,7 @@ def run_live(
         out.write(f"newsmon: submitted streaming pipeline ({describe_result(pipeline.run())})\n")
         return
     metrics.enable_prometheus(None)
+    metrics.disable_beam_metrics()
     if metrics_port and serve_metrics is not None:
         serve_metrics(metrics_port)
     done = threading.Event()

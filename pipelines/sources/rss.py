@@ -36,6 +36,7 @@ __all__ = ["HEALTH", "PollFeeds", "request_stop", "shard_feeds", "stop_requested
 HEALTH = "health"
 _FOREVER_MS = 2**62
 _LOCAL_NAP = 0.25  # seconds a shard sleeps at most before yielding to the other shards
+_LONG_NAP = 3600.0  # a lone shard sleeps until its next feed is due (signals are still checked)
 _STOP = threading.Event()
 # Pollers outlive DoFn instances: the local runner may build a new instance for a residual.
 _POLLERS: dict[tuple[int, str], FeedPoller] = {}
@@ -136,7 +137,10 @@ class _PollShard(beam.DoFn):
         if self._sleep_locally:
             # The local runner runs one shard element at a time: nap briefly rather than until this
             # shard's next feed, so a shard in long backoff does not hold up the others.
-            wake = min(due.timestamp(), self._stop_ms / 1000, self._clock().timestamp() + _LOCAL_NAP)
+            # One shard (the default) sleeps until its next feed is due: every wake-up ends a bundle,
+            # and the local runner keeps per-bundle bookkeeping until the pipeline ends.
+            nap = _LOCAL_NAP if len(self._shards) > 1 else _LONG_NAP
+            wake = min(due.timestamp(), self._stop_ms / 1000, self._clock().timestamp() + nap)
             self._sleep_until(wake)
             tracker.defer_remainder()
         else:

@@ -32,3 +32,15 @@ def test_beam_name_folds_labels_in_sorted_order():
     assert metrics.metric_name("alerts", {"topic": "spying", "kind": "alert.item"}) == (
         "alerts{kind=alert.item,topic=spying}"
     )
+
+
+def test_beam_metric_names_drop_the_feed_label_and_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv(metrics.ENV_BEAM, "1")
+    metrics._resolved.clear()
+    beam_counter, _ = metrics._resolve("counter", "feed_polls", {"feed": "bbc", "outcome": "ok"})
+    assert beam_counter.metric_name.name == "feed_polls{outcome=ok}"
+    monkeypatch.setenv(metrics.ENV_BEAM, "0")
+    metrics._resolved.clear()
+    beam_counter, _ = metrics._resolve("counter", "feed_polls", {"feed": "bbc", "outcome": "ok"})
+    assert isinstance(beam_counter, metrics._NoBeam)
+    metrics._resolved.clear()
