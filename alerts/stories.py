@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.policy import alert_id
@@ -187,10 +188,12 @@ def item_shingles(item: NewsItem) -> set[str]:
 def signature(shingle_set: Iterable[str]) -> Signature | None:
     """MinHash signature of a shingle set (None when empty: an empty text is similar to nothing)."""
     # The minimum per lane does not depend on iteration order, so a set's (salted) order is fine here.
-    rows = [_LANES.unpack(hashlib.shake_128(_SEED + s.encode("utf-8")).digest(_LANES.size)) for s in shingle_set]
-    if not rows:
+    digests = [hashlib.shake_128(_SEED + s.encode("utf-8")).digest(_LANES.size) for s in shingle_set]
+    if not digests:
         return None
-    return tuple(min(lane) for lane in zip(*rows, strict=True))
+    # The same values as min() per lane over unpacked digests, computed in one vectorised pass.
+    lanes = np.frombuffer(b"".join(digests), dtype="<u4").reshape(len(digests), NUM_PERM)
+    return tuple(lanes.min(axis=0).tolist())
 
 
 def item_signature(item: NewsItem) -> Signature | None:

@@ -173,7 +173,7 @@ class Alerts(beam.PTransform):
                 | "WireForStories"
                 >> beam.Map(
                     lambda c: (STORIES_KEY, (c.item.ingested.isoformat(), c.item.id, to_wire(c)))
-                ).with_output_types(tuple[str, tuple[str, str, str]])
+                ).with_output_types(tuple[str, tuple[str, str, bytes]])
                 | "GroupStories" >> beam.GroupByKey()
                 | "StoryAlerts" >> beam.ParDo(_StoriesBatch(self._subs))
             )

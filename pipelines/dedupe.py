@@ -32,7 +32,7 @@ class _Pick(beam.DoFn):
         yield beam.window.TimestampedValue(classified, classified.item.ingested.timestamp())
 
 
-def _to_wire(c: ClassifiedItem) -> tuple[str, tuple[str, str, str]]:
+def _to_wire(c: ClassifiedItem) -> tuple[str, tuple[str, str, bytes]]:
     return c.item.id, (c.item.ingested.isoformat(), c.item.source, to_wire(c))
 
 
@@ -45,7 +45,7 @@ class DedupeItems(beam.PTransform):
     def expand(self, classified: beam.PCollection) -> beam.PCollection:
         return (
             classified
-            | "KeyById" >> beam.Map(_to_wire).with_output_types(tuple[str, tuple[str, str, str]])
+            | "KeyById" >> beam.Map(_to_wire).with_output_types(tuple[str, tuple[str, str, bytes]])
             | "GroupById" >> beam.GroupByKey()
             | "PickFirst" >> beam.ParDo(_Pick())
         )

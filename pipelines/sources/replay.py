@@ -200,6 +200,8 @@ class ReplayArticles(beam.PTransform):
             | "Patterns" >> beam.Create([spec.pattern for spec in self._inputs])
             | "MatchFiles" >> fileio.MatchAll()
             | "SkipHidden" >> beam.Filter(lambda m: not _hidden(m.path))
+            # The matches come out of one element; a shuffle lets several workers read and classify.
+            | "SpreadFiles" >> beam.Reshuffle()
             | "ReadMatches" >> fileio.ReadMatches()
             | "ParseArticles"
             >> beam.ParDo(ParseArticleFile(roots, self._max_bytes)).with_outputs(DEAD_LETTERS, main="items")
