@@ -25,20 +25,18 @@ def terms_only(topics: TopicsFile) -> TopicsFile:
     stripped = []
     for rule in topics.topics:
         terms = {p: w for p, w in rule.terms.items() if not _variants(p)[2]}
-        # A regex alternation finds non-overlapping matches; the engine finds all. Drop phrases that
-        # contain another term of the topic so both see the same hits.
-        keys = {p: _variants(p)[0] for p in terms}
-        terms = {
-            p: w
-            for p, w in terms.items()
-            if not any(q != p and _contains(k, kq) for q, kqs in keys.items() for kq in kqs for k in keys[p])
-        }
+        # A regex alternation finds non-overlapping matches; the engine finds all. Keep only terms that
+        # share no word with another kept term of the topic, so no two can overlap in a text.
+        kept: dict[str, float] = {}
+        used: set[str] = set()
+        for p in sorted(terms, key=lambda t: (len(t), t)):
+            words = {w for key in _variants(p)[0] for w in re.split(r"[ -]", key.rstrip("*"))}
+            if used.isdisjoint(words):
+                kept[p] = terms[p]
+                used |= words
+        terms = kept
         stripped.append(rule.model_copy(update={"terms": terms, "near": [], "all_of": [], "none_of": [], "mask": []}))
     return topics.model_copy(update={"topics": stripped})
-
-
-def _contains(phrase: str, word: str) -> bool:
-    return phrase != word and re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", phrase) is not None
 
 
 class NaiveBaseline:
