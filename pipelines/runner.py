@@ -15,8 +15,32 @@ __all__ = ["describe_result", "is_local", "local_runner", "make_pipeline"]
 _LOCAL_NAMES = {None, "DirectRunner", "direct", "InProcessRunner"}
 
 
+def _eager_monitoring_infos() -> None:
+    """Work around unbounded growth in Beam 2.77's FnApiRunner for long-running local pipelines.
+
+    ``run_stages`` replaces each stage's monitoring infos after every bundle with
+    ``consolidate(chain(new, previous))``, a lazy generator wrapping the previous one, consumed only
+    when the pipeline ends. Every bundle's infos stay alive in that chain (measured: a 10-minute,
+    1,000-feed ``watch`` grew from 0.6 to 4.7 GB), and ending a run of more than ~1000 bundles
+    overflows the recursion limit. Consolidating eagerly keeps one merged list per stage. The
+    replacement returns what the original yields, as a list.
+    """
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    if getattr(fn_runner.consolidate_monitoring_infos, "newsmon_eager", False):
+        return
+
+    def eager(metrics, key=monitoring_infos.to_key):
+        return list(monitoring_infos.consolidate(metrics, key))
+
+    eager.newsmon_eager = True  # type: ignore[attr-defined]
+    fn_runner.consolidate_monitoring_infos = eager
+
+
 def local_runner(options: PipelineOptions):
     """The in-process FnApiRunner, provisioned with the pipeline options as DirectRunner would."""
+    _eager_monitoring_infos()
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle

@@ -44,3 +44,17 @@ def test_beam_metric_names_drop_the_feed_label_and_can_be_switched_off(monkeypat
     beam_counter, _ = metrics._resolve("counter", "feed_polls", {"feed": "bbc", "outcome": "ok"})
     assert isinstance(beam_counter, metrics._NoBeam)
     metrics._resolved.clear()
+
+
+def test_local_runner_consolidates_monitoring_infos_eagerly():
+    """Long local runs must not keep one lazy generator per bundle (memory and RecursionError)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from pipelines.runner import local_runner
+
+    local_runner(PipelineOptions([]))
+    merged = []
+    for _ in range(3000):  # deeper than the recursion limit if it were still a chain of generators
+        merged = fn_runner.consolidate_monitoring_infos(merged)
+    assert isinstance(merged, list) and merged == []
