@@ -70,7 +70,7 @@ METRICS: dict[str, MetricDef] = {
     "replay_decode_replaced": MetricDef("counter", "Replay files whose invalid UTF-8 was replaced."),
     "classify_seconds": MetricDef("histogram", "Time to classify one item."),
     "event_lag_seconds": MetricDef(
-        "histogram", "Ingest time minus published time of items.", ("source_kind",), _LAG_BUCKETS
+        "histogram", "Processing time minus published time of live items.", ("source_kind",), _LAG_BUCKETS
     ),
     "feed_polls": MetricDef("counter", "Feed polls by outcome.", ("feed", "outcome")),
     "feed_entries": MetricDef("counter", "Feed entries seen, new or duplicate.", ("feed", "status")),

@@ -36,8 +36,10 @@ class ClassifyFn(beam.DoFn):
         matches = self._engine.classify(item.title, item.body)
         metrics.observe("classify_seconds", time.perf_counter() - started)
         metrics.inc("items_classified")
-        if item.published is not None and not item.date_estimated:
-            lag = (item.ingested - item.published).total_seconds()
+        if item.published is not None and not item.date_estimated and item.source_kind != "replay":
+            # Freshness of live items: processing time minus publication (a metric, not a decision;
+            # replayed archives would only measure their age).
+            lag = time.time() - item.published.timestamp()
             metrics.observe("event_lag_seconds", max(lag, 0.0), source_kind=item.source_kind)
         for match in matches:
             metrics.inc("items_by_topic", topic=match.topic)
