@@ -27,7 +27,7 @@ class _Pick(beam.DoFn):
         copies = list(keyed[1])
         if len(copies) > 1:
             metrics.inc("items_duplicate", n=len(copies) - 1)
-        # min over (event time, source, encoded item): the same choice as pick_first, without decoding
+        # min over (event time, source, encoded item): deterministic, like pick_first, without decoding
         classified = from_wire(min(copies)[2])
         yield beam.window.TimestampedValue(classified, classified.item.ingested.timestamp())
 

@@ -27,7 +27,7 @@ import ahocorasick
 from pipelines.classify.rules import TopicRule, TopicsFile
 from pipelines.model import Evidence, TopicMatch, construct_trusted
 
-__all__ = ["Engine", "Hit", "fold", "normalize"]
+__all__ = ["Engine", "fold", "normalize"]
 
 _FOLD = {
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'",
@@ -105,14 +105,6 @@ def _variants(pattern: str) -> tuple[list[str], bool, bool]:
     if upper and base.isalpha() and 2 <= len(base) <= 4:
         keys.add(".".join(base) + ".")  # UK → U.K.
     return sorted(keys), prefix, upper
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    pattern: str
-    field: str
-    start: int  # offsets in the normalised field text
-    end: int
 
 
 def _automaton(keys: dict[str, list[tuple[str, bool]]]) -> ahocorasick.Automaton | None:
@@ -227,13 +219,6 @@ class Engine:
             else:
                 _scan(self._cased, folded, hits)
         return _Field(name, text, norm, index, hits)
-
-    def scan(self, title: str, body: str) -> dict[str, dict[str, list[Hit]]]:
-        """All pattern hits per field (normalised offsets), for tools that explain decisions."""
-        out = {}
-        for f in (self._field("title", title), self._field("body", body)):
-            out[f.name] = {p: [Hit(p, f.name, s, e) for s, e in spans] for p, spans in f.hits.items()}
-        return out
 
     # --- scoring ----------------------------------------------------------------------------------
 

@@ -44,19 +44,6 @@ __all__ = [
     "parse_topics",
 ]
 
-TOPIC_IDS = (
-    "spying",
-    "embassy",
-    "tariffs",
-    "cyber",
-    "human-rights",
-    "hong-kong",
-    "taiwan",
-    "trade-investment",
-    "visas-travel",
-    "sanctions",
-    "tech-regulation",
-)
 DEFAULT_TOPICS = "topics.toml"
 
 _PATTERN = re.compile(r"^[\w][\w .,&'’/+()-]*\*?$", re.UNICODE)
