@@ -39,6 +39,7 @@ def speedups_available() -> bool:
     """Whether the compiled matcher (``newsmon_speedups``) was built and can be used."""
     return newsmon_speedups is not None
 
+
 _FOLD = {
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
@@ -249,7 +250,9 @@ class Engine:
         title_norm, body_norm = title_folded.lower(), body_folded.lower()
         if len(title_norm) != len(title_folded) or len(body_norm) != len(body_folded):
             return None  # lower-casing changed lengths (e.g. "İ"): the Python path remaps offsets
-        matches = self._fast.classify(title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded)
+        matches = self._fast.classify(
+            title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded
+        )
         if len(matches) > 1:
             matches.sort(key=_rank)
         return matches

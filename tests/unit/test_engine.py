@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.classify.engine import Engine, normalize
+from pipelines.classify.engine import Engine, normalize, speedups_available
 from pipelines.classify.rules import RuleError, load_topics, parse_topics
 
 BASE = """
@@ -14,8 +14,20 @@ max_count = 3
 """
 
 
+_SPEEDUPS: dict[str, bool] = {"on": False}
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def engine_kind(request):
+    """Every test here runs on both engines: the pure-Python reference and the C hot path."""
+    if request.param == "compiled" and not speedups_available():
+        pytest.skip("newsmon_speedups is not built (no C compiler when newsmon was installed)")
+    _SPEEDUPS["on"] = request.param == "compiled"
+    yield request.param
+
+
 def engine(topic_toml: str) -> Engine:
-    return Engine(parse_topics(BASE + topic_toml))
+    return Engine(parse_topics(BASE + topic_toml), speedups=_SPEEDUPS["on"])
 
 
 def topics_of(eng: Engine, title: str, body: str = "") -> list[str]:
@@ -171,7 +183,7 @@ def test_shipped_topics_file_is_valid_and_has_the_fixed_taxonomy():
     ],
 )
 def test_shipped_rules_on_examples_and_traps(title, expected, unexpected):
-    eng = Engine(load_topics())
+    eng = Engine(load_topics(), speedups=_SPEEDUPS["on"])
     found = topics_of(eng, title)
     if expected:
         assert expected in found
