@@ -25,14 +25,17 @@ typedef struct {
     Py_ssize_t n, cap;
 } IVec;
 
-static int ivec_push(IVec *a, int32_t x) {
-    if (a->n == a->cap) {
-        Py_ssize_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, (size_t)cap * sizeof(int32_t));
-        if (!v) { PyErr_NoMemory(); return -1; }
-        a->v = v;
-        a->cap = cap;
-    }
+static int ivec_grow(IVec *a) {
+    Py_ssize_t cap = a->cap ? a->cap * 2 : 64;
+    int32_t *v = realloc(a->v, (size_t)cap * sizeof(int32_t));
+    if (!v) { PyErr_NoMemory(); return -1; }
+    a->v = v;
+    a->cap = cap;
+    return 0;
+}
+
+static inline int ivec_push(IVec *a, int32_t x) {
+    if (a->n == a->cap && ivec_grow(a) < 0) return -1;
     a->v[a->n++] = x;
     return 0;
 }
@@ -64,6 +67,7 @@ typedef struct {
     Py_ssize_t nwide;
     Py_ssize_t nstates;
     int32_t *delta; /* nstates * nclass trie transitions (see renumber), -1 = none */
+    int32_t root[128]; /* delta's root row by ASCII character, the first step of every walk */
     int32_t *key_of; /* state -> key ending there, or -1 */
     Py_ssize_t nkeys;
     int32_t *key_len;
@@ -94,10 +98,12 @@ static int cmp_ucs4(const void *x, const void *y) {
 }
 
 /* States renumbered breadth-first, so the top of the trie (where every walk starts) is a few
- * contiguous cache lines; transitions become (child << 1 | child ends a key), -1 for none. */
+ * contiguous cache lines. A transition becomes (child's row offset << 1 | child ends a key), -1 for
+ * none, so a walk step is one load and no multiply. key_of is indexed by row offset / nclass. */
 static int renumber(Automaton *a) {
     const int nc = a->nclass;
     Py_ssize_t n = a->nstates;
+
     int32_t *order = malloc((size_t)n * sizeof(int32_t));
     int32_t *newid = malloc((size_t)n * sizeof(int32_t));
     int32_t *delta = malloc((size_t)n * (size_t)nc * sizeof(int32_t));
@@ -125,7 +131,7 @@ static int renumber(Automaton *a) {
         key_of[i] = a->key_of[r];
         for (int c = 0; c < nc; c++) {
             int32_t u = a->delta[(Py_ssize_t)r * nc + c];
-            delta[i * nc + c] = u < 0 ? -1 : (int32_t)(((uint32_t)newid[u] << 1) | (a->key_of[u] >= 0));
+            delta[i * nc + c] = u < 0 ? -1 : (int32_t)(((uint32_t)newid[u] * (uint32_t)nc << 1) | (a->key_of[u] >= 0));
         }
     }
     free(order);
@@ -134,6 +140,7 @@ static int renumber(Automaton *a) {
     free(a->key_of);
     a->delta = delta;
     a->key_of = key_of;
+    for (int c = 0; c < 128; c++) a->root[c] = delta[a->ascii_class[c]];
     return 0;
 }
 
@@ -188,6 +195,10 @@ static int automaton_build(Automaton *a, PyObject *keys) {
     if (!a->wide_class) { PyErr_NoMemory(); goto fail; }
     for (Py_ssize_t i = 0; i < uw; i++) a->wide_class[i] = nclass++;
     a->nclass = nclass;
+    if ((double)total * (double)nclass >= (double)(1 << 30)) { /* a transition packs a row offset in 30 bits */
+        PyErr_SetString(PyExc_ValueError, "too many or too long patterns for the compiled matcher");
+        goto fail;
+    }
 
     /* Trie. */
     a->delta = malloc((size_t)total * (size_t)nclass * sizeof(int32_t));
@@ -300,6 +311,16 @@ static inline int is_alnum(Py_UCS4 c) {
  * Aho-Corasick automaton over every character, the trie is walked from each such word start only:
  * most walks end after a character or two, in the hot top of the trie. The hits are then put in the
  * order Aho-Corasick (and so the Python engine) reports them: by end, the longest first. */
+static const uint8_t ASCII_ALNUM[128] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+};
+
 #define SCAN_LOOP(CHAR)                                                                                 \
     do {                                                                                                \
         const CHAR *p = (const CHAR *)data;                                                             \
@@ -307,18 +328,18 @@ static inline int is_alnum(Py_UCS4 c) {
         for (Py_ssize_t i = 0; i < n; i++) {                                                            \
             Py_UCS4 ch = p[i];                                                                          \
             if (boundary) {                                                                             \
-                int32_t s = 0;                                                                          \
-                for (Py_ssize_t j = i; j < n; j++) {                                                    \
-                    Py_UCS4 cj = p[j];                                                                  \
-                    int32_t next = delta[(Py_ssize_t)s * nclass + (cj < 128 ? a->ascii_class[cj] : char_class(a, cj))]; \
-                    if (next < 0) break;                                                                \
-                    s = next >> 1;                                                                      \
-                    if ((next & 1) && (ivec_push(found, key_of[s]) < 0 || ivec_push(found, (int32_t)i) < 0 || \
-                                       ivec_push(found, (int32_t)j) < 0))                               \
+                int32_t next = ch < 128 ? a->root[ch] : delta[char_class(a, ch)];                      \
+                for (Py_ssize_t j = i; next >= 0;) {                                                    \
+                    int32_t off = next >> 1;                                                            \
+                    if ((next & 1) && (ivec_push(found, key_of[off / nclass]) < 0 ||                    \
+                                       ivec_push(found, (int32_t)i) < 0 || ivec_push(found, (int32_t)j) < 0)) \
                         return -1;                                                                      \
+                    if (++j >= n) break;                                                                \
+                    Py_UCS4 cj = p[j];                                                                  \
+                    next = delta[off + (cj < 128 ? a->ascii_class[cj] : char_class(a, cj))];            \
                 }                                                                                       \
             }                                                                                           \
-            boundary = !is_alnum(ch);                                                                   \
+            boundary = ch < 128 ? !ASCII_ALNUM[ch] : !Py_UNICODE_ISALNUM(ch);                           \
         }                                                                                               \
     } while (0)
 

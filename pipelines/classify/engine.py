@@ -18,6 +18,7 @@ matched. Hits inside a ``mask`` phrase (``energy tariff``) do not count for that
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ except ImportError:  # no C compiler at install time
     newsmon_speedups = None
 
 __all__ = ["Engine", "fold", "normalize", "speedups_available"]
+
+_log = logging.getLogger(__name__)
 
 
 def speedups_available() -> bool:
@@ -213,7 +216,14 @@ class Engine:
             )
         if speedups and newsmon_speedups is None:
             raise RuntimeError("newsmon_speedups is not built (install with a C compiler available)")
-        self._fast = self._compile_fast(lower, cased) if speedups is not False and newsmon_speedups else None
+        self._fast = None
+        if speedups is not False and newsmon_speedups is not None:
+            try:
+                self._fast = self._compile_fast(lower, cased)
+            except ValueError as exc:  # a rules file too large for the compiled table still works in Python
+                if speedups:
+                    raise
+                _log.warning("classifier: using the pure-Python engine: %s", exc)
 
     @property
     def compiled(self) -> bool:
