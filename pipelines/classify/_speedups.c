@@ -419,6 +419,8 @@ typedef struct {
     Field fields[2];
     /* for building results: Evidence / TopicMatch classes, pattern names, topic ids, round cache */
     PyObject *evidence_type, *match_type, *names, *topic_ids, *rounded;
+    Py_UCS4 *fold_from, *fold_to; /* the fold table for ASCII results, sorted by fold_from */
+    Py_ssize_t nfold;
     /* scratch */
     double *bound;
     uint8_t *seen, *counted;
@@ -455,6 +457,7 @@ static void engine_dealloc(EngineObject *self) {
     free(self->left.v); free(self->right.v); free(self->found.v); free(self->ev);
     Py_XDECREF(self->evidence_type); Py_XDECREF(self->match_type); Py_XDECREF(self->names);
     Py_XDECREF(self->topic_ids); Py_XDECREF(self->rounded);
+    free(self->fold_from); free(self->fold_to);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -531,17 +534,49 @@ static int topic_build(EngineObject *self, Py_ssize_t t, PyObject *spec) {
     return 0;
 }
 
+static int cmp_pair(const void *x, const void *y) {
+    Py_UCS4 a = ((const Py_UCS4 *)x)[0], b = ((const Py_UCS4 *)y)[0];
+    return (a > b) - (a < b);
+}
+
+/* fold: {character: ASCII character} for characters >= 128 (the rest of fold() is generic). */
+static int fold_table(EngineObject *self, PyObject *fold) {
+    Py_ssize_t n = PyDict_GET_SIZE(fold), pos = 0, i = 0;
+    PyObject *k, *v;
+    Py_UCS4 *pairs = malloc((size_t)(n ? n : 1) * 2 * sizeof(Py_UCS4));
+    self->fold_from = malloc((size_t)(n ? n : 1) * sizeof(Py_UCS4));
+    self->fold_to = malloc((size_t)(n ? n : 1) * sizeof(Py_UCS4));
+    if (!pairs || !self->fold_from || !self->fold_to) { free(pairs); PyErr_NoMemory(); return -1; }
+    while (PyDict_Next(fold, &pos, &k, &v)) {
+        if (!PyUnicode_Check(k) || !PyUnicode_Check(v) || PyUnicode_GET_LENGTH(k) != 1 || PyUnicode_GET_LENGTH(v) != 1 ||
+            PyUnicode_READ_CHAR(k, 0) < 128 || PyUnicode_READ_CHAR(v, 0) >= 128) {
+            free(pairs);
+            PyErr_SetString(PyExc_ValueError, "fold maps single non-ASCII characters to ASCII ones");
+            return -1;
+        }
+        pairs[2 * i] = PyUnicode_READ_CHAR(k, 0);
+        pairs[2 * i + 1] = PyUnicode_READ_CHAR(v, 0);
+        i++;
+    }
+    qsort(pairs, (size_t)n, 2 * sizeof(Py_UCS4), cmp_pair);
+    for (i = 0; i < n; i++) { self->fold_from[i] = pairs[2 * i]; self->fold_to[i] = pairs[2 * i + 1]; }
+    self->nfold = n;
+    free(pairs);
+    return 0;
+}
+
 static int engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"lower_keys", "cased_keys", "patterns", "topics", "max_count", "topic_ids",
-                             "evidence_type", "match_type", NULL};
-    PyObject *lower, *cased, *topics, *names, *topic_ids, *evidence_type, *match_type;
+                             "evidence_type", "match_type", "fold", NULL};
+    PyObject *lower, *cased, *topics, *names, *topic_ids, *evidence_type, *match_type, *fold;
     Py_ssize_t npat;
     long max_count;
     if (self->topics) { PyErr_SetString(PyExc_RuntimeError, "already initialised"); return -1; }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OlO!O!O!", kwlist, &lower, &cased, &PyList_Type, &names, &topics,
-                                     &max_count, &PyList_Type, &topic_ids, &PyType_Type, &evidence_type, &PyType_Type,
-                                     &match_type))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OlO!O!O!O!", kwlist, &lower, &cased, &PyList_Type, &names,
+                                     &topics, &max_count, &PyList_Type, &topic_ids, &PyType_Type, &evidence_type,
+                                     &PyType_Type, &match_type, &PyDict_Type, &fold))
         return -1;
+    if (fold_table(self, fold) < 0) return -1;
     npat = PyList_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < npat; i++) {
         if (!PyUnicode_Check(PyList_GET_ITEM(names, i))) { PyErr_SetString(PyExc_TypeError, "patterns must be str"); return -1; }
@@ -911,6 +946,9 @@ static PyObject *make_match(EngineObject *self, Py_ssize_t t, double raw, PyObje
 /* classify(title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded)
  *   -> [TopicMatch, ...] in topic order (the caller ranks them). ``*_index`` is fold()'s offset map
  * or None; norm/folded are the lower-cased and case-kept folded texts. */
+static PyObject *classify_impl(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
+                               PyObject *const *texts);
+
 static PyObject *engine_classify(EngineObject *self, PyObject *args) {
     PyObject *texts[4], *originals[2], *indexes[2];
     if (!self->topics) { PyErr_SetString(PyExc_RuntimeError, "not initialised"); return NULL; }
@@ -929,6 +967,11 @@ static PyObject *engine_classify(EngineObject *self, PyObject *args) {
             return NULL;
         }
     }
+    return classify_impl(self, originals, indexes, texts);
+}
+
+static PyObject *classify_impl(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
+                               PyObject *const *texts) {
     PyObject *out = NULL;
     Field *fields = self->fields;
     for (int fi = 0; fi < 2; fi++) {
@@ -994,7 +1037,60 @@ fail:
     return NULL;
 }
 
+/* engine.fold() for text whose folded form is ASCII (then NFKC cannot change it and offsets map
+ * 1:1): line breaks and tabs become spaces, the fold table's characters their ASCII stand-ins.
+ * Sets *folded and *norm (its lower case) and returns 1; returns 0 when the text needs the general
+ * path (another non-ASCII character), -1 on error. */
+static int fold_ascii(EngineObject *self, PyObject *text, PyObject **folded, PyObject **norm) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    PyObject *f = PyUnicode_New(n, 127), *l = PyUnicode_New(n, 127);
+    if (!f || !l) { Py_XDECREF(f); Py_XDECREF(l); return -1; }
+    Py_UCS1 *fo = PyUnicode_1BYTE_DATA(f), *lo = PyUnicode_1BYTE_DATA(l);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch >= 128) {
+            Py_ssize_t lo_i = 0, hi = self->nfold;
+            while (lo_i < hi) {
+                Py_ssize_t mid = (lo_i + hi) / 2;
+                if (self->fold_from[mid] < ch) lo_i = mid + 1; else hi = mid;
+            }
+            if (lo_i == self->nfold || self->fold_from[lo_i] != ch) { Py_DECREF(f); Py_DECREF(l); return 0; }
+            ch = self->fold_to[lo_i];
+        } else if (ch == '\n' || ch == '\r' || ch == '\t') {
+            ch = ' ';
+        }
+        fo[i] = (Py_UCS1)ch;
+        lo[i] = (Py_UCS1)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    *folded = f;
+    *norm = l;
+    return 1;
+}
+
+/* classify_text(title, body) -> [TopicMatch, ...] in topic order, or None when either text needs
+ * the general fold (the caller then folds in Python and calls classify()). */
+static PyObject *engine_classify_text(EngineObject *self, PyObject *args) {
+    PyObject *originals[2], *texts[4] = {NULL, NULL, NULL, NULL}, *indexes[2] = {Py_None, Py_None}, *out = NULL;
+    if (!self->topics) { PyErr_SetString(PyExc_RuntimeError, "not initialised"); return NULL; }
+    if (!PyArg_ParseTuple(args, "UU", &originals[0], &originals[1])) return NULL;
+    for (int fi = 0; fi < 2; fi++) {
+        int ok = fold_ascii(self, originals[fi], &texts[2 * fi + 1], &texts[2 * fi]);
+        if (ok <= 0) {
+            if (ok == 0) out = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    out = classify_impl(self, originals, indexes, texts);
+done:
+    for (int i = 0; i < 4; i++) Py_XDECREF(texts[i]);
+    return out;
+}
+
 static PyMethodDef engine_methods[] = {
+    {"classify_text", (PyCFunction)engine_classify_text, METH_VARARGS,
+     "classify_text(title, body) -> [TopicMatch] in topic order, or None if the texts need the general fold"},
     {"classify", (PyCFunction)engine_classify, METH_VARARGS,
      "classify(title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded) -> [TopicMatch]"},
     {NULL, NULL, 0, NULL},

@@ -251,7 +251,7 @@ class Engine:
         ]
         return newsmon_speedups.Engine(
             keys(lower), keys(cased), self._pattern_names, specs, self.max_count,
-            [rule.id for rule in self._rules], Evidence, TopicMatch,
+            [rule.id for rule in self._rules], Evidence, TopicMatch, _FOLD,
         )  # fmt: skip
 
     def _classify_fast(self, title: str, body: str) -> list[TopicMatch] | None:
@@ -260,12 +260,9 @@ class Engine:
         title_norm, body_norm = title_folded.lower(), body_folded.lower()
         if len(title_norm) != len(title_folded) or len(body_norm) != len(body_folded):
             return None  # lower-casing changed lengths (e.g. "İ"): the Python path remaps offsets
-        matches = self._fast.classify(
+        return self._fast.classify(
             title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded
         )
-        if len(matches) > 1:
-            matches.sort(key=_rank)
-        return matches
 
     @property
     def topic_ids(self) -> list[str]:
@@ -295,8 +292,13 @@ class Engine:
     def classify(self, title: str, body: str = "") -> list[TopicMatch]:
         """Topics that pass their threshold, best score first, each with its evidence."""
         if self._fast is not None:
-            matches = self._classify_fast(title, body)
+            # Most text folds to ASCII and is folded in C; the rest is folded here (NFKC, offset maps).
+            matches = self._fast.classify_text(title, body)
+            if matches is None:
+                matches = self._classify_fast(title, body)
             if matches is not None:
+                if len(matches) > 1:
+                    matches.sort(key=_rank)
                 return matches
         fields = (self._field("title", title), self._field("body", body))
         title_f, body_f = fields
