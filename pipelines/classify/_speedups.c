@@ -57,7 +57,15 @@ static int32_t *int_array(PyObject *seq, Py_ssize_t *n) {
     return out;
 }
 
-/* ---------------------------------------------------------------- Aho-Corasick automaton */
+/* ---------------------------------------------------------------- the pattern trie */
+
+/* A double-array trie slot: the child for class c of slot s is t = (node[s].base >> 1) + c when
+ * node[t].check == s; the low bit of base says a key ends at this slot. Base and check share a
+ * cache line, so each step of a walk touches one line of a table small enough for L2. */
+typedef struct {
+    int32_t base;
+    int32_t check;
+} Node;
 
 typedef struct {
     int nclass;
@@ -66,8 +74,10 @@ typedef struct {
     int32_t *wide_class;
     Py_ssize_t nwide;
     Py_ssize_t nstates;
-    int32_t *delta; /* nstates * nclass trie transitions (see renumber), -1 = none */
-    int32_t root[128]; /* delta's root row by ASCII character, the first step of every walk */
+    int32_t *delta; /* while building: nstates * nclass trie transitions, -1 = none */
+    Node *node; /* the trie as a double array (see compact), with key_of indexed by slot */
+    Py_ssize_t nslots;
+    int32_t root[128]; /* slot reached from the root by each ASCII character, or -1 */
     int32_t *key_of; /* state -> key ending there, or -1 */
     Py_ssize_t nkeys;
     int32_t *key_len;
@@ -77,7 +87,7 @@ typedef struct {
 } Automaton;
 
 static void automaton_free(Automaton *a) {
-    free(a->wide_cp); free(a->wide_class); free(a->delta); free(a->key_of);
+    free(a->wide_cp); free(a->wide_class); free(a->delta); free(a->node); free(a->key_of);
     free(a->key_len); free(a->tgt_off); free(a->tgt_pid); free(a->tgt_prefix);
     memset(a, 0, sizeof(*a));
 }
@@ -97,54 +107,97 @@ static int cmp_ucs4(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* States renumbered breadth-first, so the top of the trie (where every walk starts) is a few
- * contiguous cache lines. A transition becomes (child's row offset << 1 | child ends a key), -1 for
- * none, so a walk step is one load and no multiply. key_of is indexed by row offset / nclass. */
-static int renumber(Automaton *a) {
-    const int nc = a->nclass;
-    Py_ssize_t n = a->nstates;
-
-    int32_t *order = malloc((size_t)n * sizeof(int32_t));
-    int32_t *newid = malloc((size_t)n * sizeof(int32_t));
-    int32_t *delta = malloc((size_t)n * (size_t)nc * sizeof(int32_t));
-    int32_t *key_of = malloc((size_t)n * sizeof(int32_t));
-    if (!order || !newid || !delta || !key_of) {
-        free(order); free(newid); free(delta); free(key_of);
-        PyErr_NoMemory();
-        return -1;
+/* The dense trie (delta) becomes a double array: states placed breadth-first, each at the first
+ * base where all its children's slots are free. Frees delta; key_of is re-indexed by slot. */
+/* Smallest free slot >= i: a union-find over "next free" links with path halving. */
+static inline Py_ssize_t next_free(int32_t *nf, Py_ssize_t i) {
+    while (nf[i] != i) {
+        nf[i] = nf[nf[i]];
+        i = nf[i];
     }
-    Py_ssize_t head = 0, tail = 1;
-    order[0] = 0;
-    newid[0] = 0;
-    while (head < tail) {
-        int32_t r = order[head++];
-        for (int c = 0; c < nc; c++) {
-            int32_t u = a->delta[(Py_ssize_t)r * nc + c];
-            if (u >= 0) {
-                newid[u] = (int32_t)tail;
-                order[tail++] = u;
-            }
-        }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t r = order[i];
-        key_of[i] = a->key_of[r];
-        for (int c = 0; c < nc; c++) {
-            int32_t u = a->delta[(Py_ssize_t)r * nc + c];
-            delta[i * nc + c] = u < 0 ? -1 : (int32_t)(((uint32_t)newid[u] * (uint32_t)nc << 1) | (a->key_of[u] >= 0));
-        }
-    }
-    free(order);
-    free(newid);
-    free(a->delta);
-    free(a->key_of);
-    a->delta = delta;
-    a->key_of = key_of;
-    for (int c = 0; c < 128; c++) a->root[c] = delta[a->ascii_class[c]];
-    return 0;
+    return i;
 }
 
-/* keys: sequence of (key: str, targets: sequence of (pattern id, is_prefix)). */
+static int compact(Automaton *a) {
+    const int nc = a->nclass;
+    Py_ssize_t n = a->nstates, cap = 2 * n + 2 * nc + 2;
+    Node *node = malloc((size_t)cap * sizeof(Node));
+    int32_t *key = malloc((size_t)cap * sizeof(int32_t));
+    int32_t *nf = malloc((size_t)(cap + 1) * sizeof(int32_t));
+    int32_t *slot = malloc((size_t)n * sizeof(int32_t));
+    int32_t *queue = malloc((size_t)n * sizeof(int32_t));
+    int32_t *kids = malloc((size_t)nc * sizeof(int32_t));
+    if (!node || !key || !nf || !slot || !queue || !kids) goto nomem;
+    for (Py_ssize_t i = 0; i < cap; i++) { node[i].base = 0; node[i].check = -1; key[i] = -1; nf[i] = (int32_t)i; }
+    nf[cap] = (int32_t)cap;
+    node[0].check = -2; /* the root: no parent */
+    nf[0] = 1;
+    slot[0] = 0;
+    queue[0] = 0;
+    Py_ssize_t head = 0, tail = 1;
+    while (head < tail) {
+        int32_t r = queue[head++], s = slot[r];
+        int k = 0;
+        for (int c = 0; c < nc; c++) if (a->delta[(Py_ssize_t)r * nc + c] >= 0) kids[k++] = c;
+        Py_ssize_t b = 0;
+        if (k) {
+            /* Try each free slot for the first child; the others must be free too. */
+            for (Py_ssize_t f = next_free(nf, 1);; f = next_free(nf, f + 1)) {
+                b = f - kids[0];
+                if (b < 1) continue;
+                if (b + nc + 1 >= cap) {
+                    Py_ssize_t grown = cap * 2;
+                    Node *n2 = realloc(node, (size_t)grown * sizeof(Node));
+                    if (!n2) goto nomem;
+                    node = n2;
+                    int32_t *k2 = realloc(key, (size_t)grown * sizeof(int32_t));
+                    if (!k2) goto nomem;
+                    key = k2;
+                    int32_t *f2 = realloc(nf, (size_t)(grown + 1) * sizeof(int32_t));
+                    if (!f2) goto nomem;
+                    nf = f2;
+                    for (Py_ssize_t i = cap; i < grown; i++) { node[i].base = 0; node[i].check = -1; key[i] = -1; }
+                    for (Py_ssize_t i = cap; i <= grown; i++) nf[i] = (int32_t)i;
+                    cap = grown;
+                }
+                int ok = 1;
+                for (int j = 1; j < k && ok; j++) ok = node[b + kids[j]].check == -1;
+                if (ok) break;
+            }
+            if (b >= (1 << 29)) goto toobig;
+            for (int j = 0; j < k; j++) {
+                Py_ssize_t t = b + kids[j];
+                int32_t child = a->delta[(Py_ssize_t)r * nc + kids[j]];
+                node[t].check = s;
+                nf[t] = (int32_t)(t + 1);
+                key[t] = a->key_of[child];
+                slot[child] = (int32_t)t;
+                queue[tail++] = child;
+            }
+        }
+        node[s].base = (int32_t)((b << 1) | (a->key_of[r] >= 0));
+    }
+    free(nf); free(slot); free(queue); free(kids);
+    free(a->delta); a->delta = NULL;
+    free(a->key_of);
+    a->node = node;
+    a->key_of = key;
+    a->nslots = cap;
+    for (int c = 0; c < 128; c++) {
+        Py_ssize_t t = (node[0].base >> 1) + a->ascii_class[c];
+        a->root[c] = a->ascii_class[c] && node[t].check == 0 ? (int32_t)t : -1;
+    }
+    return 0;
+nomem:
+    free(node); free(key); free(nf); free(slot); free(queue); free(kids);
+    PyErr_NoMemory();
+    return -1;
+toobig:
+    free(node); free(key); free(nf); free(slot); free(queue); free(kids);
+    PyErr_SetString(PyExc_ValueError, "too many or too long patterns for the compiled matcher");
+    return -1;
+}
+
 static int automaton_build(Automaton *a, PyObject *keys) {
     memset(a, 0, sizeof(*a));
     PyObject *fast = PySequence_Fast(keys, "keys must be a sequence");
@@ -259,7 +312,7 @@ static int automaton_build(Automaton *a, PyObject *keys) {
         a->tgt_off[k + 1] = (int32_t)t;
     }
     a->nstates = nstates;
-    if (renumber(a) < 0) goto fail;
+    if (compact(a) < 0) goto fail;
     Py_DECREF(fast);
     return 0;
 fail:
@@ -311,6 +364,13 @@ static inline int is_alnum(Py_UCS4 c) {
  * Aho-Corasick automaton over every character, the trie is walked from each such word start only:
  * most walks end after a character or two, in the hot top of the trie. The hits are then put in the
  * order Aho-Corasick (and so the Python engine) reports them: by end, the longest first. */
+/* The slot after slot s on character ch, or -1. Class 0 (in no key) never has a child. */
+static inline int32_t step(const Automaton *a, int32_t s, Py_UCS4 ch) {
+    int32_t c = char_class(a, ch);
+    int32_t u = (a->node[s].base >> 1) + c;
+    return c && a->node[u].check == s ? u : -1;
+}
+
 static const uint8_t ASCII_ALNUM[128] = {
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
     ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
@@ -328,15 +388,16 @@ static const uint8_t ASCII_ALNUM[128] = {
         for (Py_ssize_t i = 0; i < n; i++) {                                                            \
             Py_UCS4 ch = p[i];                                                                          \
             if (boundary) {                                                                             \
-                int32_t next = ch < 128 ? a->root[ch] : delta[char_class(a, ch)];                      \
-                for (Py_ssize_t j = i; next >= 0;) {                                                    \
-                    int32_t off = next >> 1;                                                            \
-                    if ((next & 1) && (ivec_push(found, key_of[off / nclass]) < 0 ||                    \
-                                       ivec_push(found, (int32_t)i) < 0 || ivec_push(found, (int32_t)j) < 0)) \
+                int32_t t = ch < 128 ? a->root[ch] : step(a, 0, ch);                                    \
+                for (Py_ssize_t j = i; t >= 0;) {                                                       \
+                    int32_t base = node[t].base;                                                        \
+                    if ((base & 1) && (ivec_push(found, key_of[t]) < 0 || ivec_push(found, (int32_t)i) < 0 || \
+                                       ivec_push(found, (int32_t)j) < 0))                               \
                         return -1;                                                                      \
                     if (++j >= n) break;                                                                \
                     Py_UCS4 cj = p[j];                                                                  \
-                    next = delta[off + (cj < 128 ? a->ascii_class[cj] : char_class(a, cj))];            \
+                    int32_t u = (base >> 1) + (cj < 128 ? a->ascii_class[cj] : char_class(a, cj));      \
+                    t = node[u].check == t ? u : -1;                                                    \
                 }                                                                                       \
             }                                                                                           \
             boundary = ch < 128 ? !ASCII_ALNUM[ch] : !Py_UNICODE_ISALNUM(ch);                           \
@@ -348,8 +409,8 @@ static int scan(const Automaton *a, PyObject *text, Field *f, IVec *found) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const int nclass = a->nclass;
-    const int32_t *delta = a->delta, *key_of = a->key_of;
+    const Node *node = a->node;
+    const int32_t *key_of = a->key_of;
     found->n = 0;
     if (kind == PyUnicode_1BYTE_KIND) SCAN_LOOP(Py_UCS1);
     else if (kind == PyUnicode_2BYTE_KIND) SCAN_LOOP(Py_UCS2);
