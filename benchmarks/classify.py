@@ -1,5 +1,8 @@
 """Classifier throughput: newsmon's engine against a naive regex baseline, same run, same corpus.
 
+The engine is timed twice: with its compiled hot path (``newsmon_speedups``, when built) and as
+pure Python (``Engine(..., speedups=False)``, what runs where no C compiler was available).
+
 Baseline: one ``re.IGNORECASE`` alternation per topic over the same term variants, ``finditer`` over
 title and body (spans kept, like our evidence), the same weights, title bonus, max_count and
 threshold. For the agreement check both run a terms-only copy of the topics (no near/all_of/none_of/
@@ -100,18 +103,31 @@ def main() -> int:
     corpus = generate_articles(args.articles)
     megabytes = sum(len(t.encode()) + len(b.encode()) for t, b, _ in corpus) / 1e6
     shipped = load_topics()
-    engine = Engine(shipped)
+    engine, python_engine = Engine(shipped), Engine(shipped, speedups=False)
     plain = terms_only(shipped)
     plain_engine, baseline = Engine(plain), NaiveBaseline(plain)
 
     ours = timed(engine.classify, corpus, args.repeat)
+    ours_python = timed(python_engine.classify, corpus, args.repeat)
     ours_plain = timed(plain_engine.classify, corpus, args.repeat)
     naive = timed(baseline.classify, corpus, args.repeat)
     disagree = sum({m.topic for m in plain_engine.classify(t, b)} != baseline.classify(t, b) for t, b, _ in corpus)
+
+    # The two engines must agree exactly (topics, scores, evidence), not just on topic sets.
+    def dumped(eng: Engine, title: str, body: str) -> list[str]:
+        return [m.model_dump_json() for m in eng.classify(title, body)]
+
+    differ = sum(dumped(engine, t, b) != dumped(python_engine, t, b) for t, b, _ in corpus)
     evidence = sum(len(m.evidence) for t, b, _ in corpus[:500] for m in engine.classify(t, b))
 
+    kind = "compiled" if engine.compiled else "pure Python: newsmon_speedups not built"
     print(f"corpus: {len(corpus)} articles, {megabytes:.1f} MB (title+body, UTF-8), best of {args.repeat}")
+    print(f"engine in use: {kind}")
     print(f"engine (shipped rules, with evidence): {megabytes / ours:7.1f} MB/s  {len(corpus) / ours:9.0f} items/s")
+    print(
+        f"  same, pure Python (speedups=False):  {megabytes / ours_python:7.1f} MB/s  "
+        f"{len(corpus) / ours_python:9.0f} items/s"
+    )
     print(
         f"engine (terms-only rules):             {megabytes / ours_plain:7.1f} MB/s  "
         f"{len(corpus) / ours_plain:9.0f} items/s"
@@ -119,8 +135,9 @@ def main() -> int:
     print(f"naive regex baseline (terms-only):     {megabytes / naive:7.1f} MB/s  {len(corpus) / naive:9.0f} items/s")
     print(f"speed-up over baseline: {naive / ours:.1f}x (shipped rules), {naive / ours_plain:.1f}x (same rules)")
     print(f"topic-set agreement on the same rules: {len(corpus) - disagree}/{len(corpus)}")
+    print(f"compiled vs pure-Python results (topics, scores, evidence): {len(corpus) - differ}/{len(corpus)} identical")
     print(f"evidence records on the first 500 items: {evidence}")
-    return 1 if disagree else 0
+    return 1 if disagree or differ else 0
 
 
 if __name__ == "__main__":
