@@ -495,6 +495,14 @@ def _topics(args: argparse.Namespace, out: TextIO) -> int:
             f"{len(t.near)} near, {len(t.all_of)} all_of, {len(t.none_of)} none_of, "
             f"{len(t.mask)} mask ({rules} rules)\n"
         )
+    from pipelines.classify.engine import Engine, speedups_available
+
+    compiled = speedups_available() and Engine(topics).compiled
+    out.write(
+        "engine: compiled (newsmon_speedups)\n"
+        if compiled
+        else "engine: pure Python (newsmon_speedups was not built: no C compiler at install time)\n"
+    )
     return 0
 
 

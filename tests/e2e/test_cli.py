@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.classify.engine import speedups_available
 from tests.conftest import ROOT
 
 
@@ -158,6 +159,9 @@ def test_topics_lists_the_taxonomy(tmp_path):
     result = newsmon("topics", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.count("threshold") == 11 and "tech-regulation" in result.stdout
+    # Which engine runs is visible, so a user can tell whether the C extension was built.
+    expected = "engine: compiled" if speedups_available() else "engine: pure Python"
+    assert expected in result.stdout
 
 
 def test_help_on_every_command(tmp_path):
