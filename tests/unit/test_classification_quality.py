@@ -3,6 +3,12 @@
 dev_labeled.jsonl and check_labeled.jsonl were used to tune the rules; holdout_labeled.jsonl was
 written separately and never looked at while tuning: its floor is lower and its figures are the
 honest estimate of how the rules generalise (README, "Topics and rules").
+
+trade_rights_labeled.jsonl (fourth author: trade/investment and human-rights stories, where recall
+was weakest) and mixed_labeled.jsonl (fifth author: every topic plus hard negatives) were written
+later, independently, and used in one tuning round. Their authors draw some borders differently
+(tariff stories as trade too; spying on dissidents not as repression), so their precision floors are
+lower: those disagreements are labelling conventions, not bugs to tune away.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ FLOORS = {
     "dev_labeled.jsonl": (0.97, 0.94),
     "check_labeled.jsonl": (0.97, 0.94),
     "holdout_labeled.jsonl": (0.90, 0.90),
+    "trade_rights_labeled.jsonl": (0.90, 0.80),
+    "mixed_labeled.jsonl": (0.89, 0.75),
 }
 
 
