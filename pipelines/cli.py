@@ -498,11 +498,12 @@ def _topics(args: argparse.Namespace, out: TextIO) -> int:
     from pipelines.classify.engine import Engine, speedups_available
 
     compiled = speedups_available() and Engine(topics).compiled
-    out.write(
-        "engine: compiled (newsmon_speedups)\n"
-        if compiled
-        else "engine: pure Python (newsmon_speedups was not built: no C compiler at install time)\n"
-    )
+    if compiled:
+        out.write("engine: compiled (newsmon_speedups)\n")
+    elif os.environ.get("NEWSMON_NO_SPEEDUPS"):
+        out.write("engine: pure Python (NEWSMON_NO_SPEEDUPS is set)\n")
+    else:
+        out.write("engine: pure Python (newsmon_speedups was not built: no C compiler at install time)\n")
     return 0
 
 

@@ -481,6 +481,7 @@ typedef struct {
     /* for building results: Evidence / TopicMatch classes, pattern names, topic ids, round cache */
     PyObject *evidence_type, *match_type, *names, *topic_ids, *rounded;
     Py_UCS4 *fold_from, *fold_to; /* the fold table for ASCII results, sorted by fold_from */
+    int busy; /* a classify call is running (see classify_impl) */
     Py_ssize_t nfold;
     /* scratch */
     double *bound;
@@ -1005,8 +1006,8 @@ static PyObject *make_match(EngineObject *self, Py_ssize_t t, double raw, PyObje
 }
 
 /* classify(title, title_index, title_norm, title_folded, body, body_index, body_norm, body_folded)
- *   -> [TopicMatch, ...] in topic order (the caller ranks them). ``*_index`` is fold()'s offset map
- * or None; norm/folded are the lower-cased and case-kept folded texts. */
+ *   -> [TopicMatch, ...] in topic order (the caller ranks them), or None if the engine is busy.
+ * ``*_index`` is fold()'s offset map or None; norm/folded are the lower-cased and case-kept texts. */
 static PyObject *classify_impl(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
                                PyObject *const *texts);
 
@@ -1031,8 +1032,23 @@ static PyObject *engine_classify(EngineObject *self, PyObject *args) {
     return classify_impl(self, originals, indexes, texts);
 }
 
+static PyObject *classify_impl_locked(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
+                                      PyObject *const *texts);
+
+/* The scratch buffers make one call at a time per engine. A second call can only arrive while the
+ * first runs Python code (a finalizer during garbage collection, then a thread switch): it gets None
+ * and the caller takes the pure-Python path, which is slower but gives the same result. */
 static PyObject *classify_impl(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
                                PyObject *const *texts) {
+    if (self->busy) return Py_NewRef(Py_None);
+    self->busy = 1;
+    PyObject *out = classify_impl_locked(self, originals, indexes, texts);
+    self->busy = 0;
+    return out;
+}
+
+static PyObject *classify_impl_locked(EngineObject *self, PyObject *const *originals, PyObject *const *indexes,
+                                      PyObject *const *texts) {
     PyObject *out = NULL;
     Field *fields = self->fields;
     for (int fi = 0; fi < 2; fi++) {
