@@ -41,20 +41,14 @@ def _build_ext(src: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_build_without_a_compiler_succeeds_and_skips_the_extension(tmp_path):
-    src = _source_copy(tmp_path)
-    result = _build_ext(src, CC="/bin/false", LDSHARED="/bin/false")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "newsmon_speedups" in result.stdout + result.stderr  # the skipped extension is named
-    assert not list(src.glob("newsmon_speedups*.so"))
-    # ... and newsmon still classifies, in pure Python (an installed copy elsewhere is hidden).
-    probe = (
-        "import sys; sys.modules['newsmon_speedups'] = None; "
-        "from pipelines.classify.engine import Engine; from pipelines.classify.rules import load_topics; "
+def _probe(src: Path, setup: str) -> str:
+    """Classify one spying headline with the tree in src; prints 'compiled-flag topics'."""
+    code = (
+        f"{setup}; from pipelines.classify.engine import Engine; from pipelines.classify.rules import load_topics; "
         "e = Engine(load_topics()); print(e.compiled, [m.topic for m in e.classify('MI5 warns of Chinese spying', '')])"
     )
     check = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", code],
         cwd=src,
         capture_output=True,
         text=True,
@@ -62,7 +56,17 @@ def test_build_without_a_compiler_succeeds_and_skips_the_extension(tmp_path):
         env={**os.environ, "PYTHONPATH": str(src)},
     )
     assert check.returncode == 0, check.stderr[-2000:]
-    assert check.stdout.strip() == "False ['spying']"
+    return check.stdout.strip()
+
+
+def test_build_without_a_compiler_succeeds_and_skips_the_extension(tmp_path):
+    src = _source_copy(tmp_path)
+    result = _build_ext(src, CC="/bin/false", LDSHARED="/bin/false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "newsmon_speedups" in result.stdout + result.stderr  # the skipped extension is named
+    assert not list(src.glob("newsmon_speedups*.so"))
+    # ... and newsmon still classifies, in pure Python (an installed copy elsewhere is hidden).
+    assert _probe(src, "import sys; sys.modules['newsmon_speedups'] = None") == "False ['spying']"
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler on this machine")
@@ -71,19 +75,7 @@ def test_build_with_a_compiler_gives_an_importable_extension(tmp_path):
     result = _build_ext(src)
     assert result.returncode == 0, result.stderr[-2000:]
     (built,) = src.glob("newsmon_speedups*.so")
-    probe = (
-        "import newsmon_speedups, sys; from pipelines.classify.engine import Engine; "
-        "from pipelines.classify.rules import load_topics; "
-        "e = Engine(load_topics(), speedups=True); "
-        "print(newsmon_speedups.__file__, [m.topic for m in e.classify('MI5 warns of Chinese spying', '')])"
+    # The extension built here is the one imported (cwd first on sys.path), and it is used.
+    assert _probe(src, f"import newsmon_speedups; assert newsmon_speedups.__file__ == {str(built)!r}") == (
+        "True ['spying']"
     )
-    check = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=src,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(src)},
-    )
-    assert check.returncode == 0, check.stderr[-2000:]
-    assert str(built) in check.stdout and "['spying']" in check.stdout
