@@ -50,6 +50,12 @@ static int32_t *int_array(PyObject *seq, Py_ssize_t *n) {
     for (Py_ssize_t i = 0; i < len; i++) {
         long x = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
         if (x == -1 && PyErr_Occurred()) { free(out); Py_DECREF(fast); return NULL; }
+        if (x < INT32_MIN || x > INT32_MAX) {
+            free(out);
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_OverflowError, "id out of range");
+            return NULL;
+        }
         out[i] = (int32_t)x;
     }
     Py_DECREF(fast);
@@ -248,7 +254,9 @@ static int automaton_build(Automaton *a, PyObject *keys) {
     if (!a->wide_class) { PyErr_NoMemory(); goto fail; }
     for (Py_ssize_t i = 0; i < uw; i++) a->wide_class[i] = nclass++;
     a->nclass = nclass;
-    if ((double)total * (double)nclass >= (double)(1 << 30)) { /* a transition packs a row offset in 30 bits */
+    /* The trie is first built as a dense table (states x classes); keep that under 64 MiB. Rules with
+     * very many distinct characters (CJK, say) get the pure-Python engine instead. */
+    if ((double)total * (double)nclass >= (double)(1 << 24)) {
         PyErr_SetString(PyExc_ValueError, "too many or too long patterns for the compiled matcher");
         goto fail;
     }
@@ -304,6 +312,11 @@ static int automaton_build(Automaton *a, PyObject *keys) {
             pid = PyLong_AsLong(PyTuple_GET_ITEM(tg, 0));
             prefix = PyObject_IsTrue(PyTuple_GET_ITEM(tg, 1));
             if ((pid == -1 && PyErr_Occurred()) || prefix < 0) { Py_DECREF(targets); goto fail; }
+            if (t >= ntargets || pid < 0 || pid > INT32_MAX) { /* a sequence whose length changed */
+                Py_DECREF(targets);
+                PyErr_SetString(PyExc_ValueError, "bad targets");
+                goto fail;
+            }
             a->tgt_pid[t] = (int32_t)pid;
             a->tgt_prefix[t] = (uint8_t)prefix;
             t++;
@@ -337,9 +350,10 @@ static int field_add(Field *f, int32_t pid, int32_t s, int32_t e) {
     int32_t idx = (int32_t)f->hs.n;
     if (ivec_push(&f->hs, s) < 0 || ivec_push(&f->he, e) < 0 || ivec_push(&f->hnext, -1) < 0) return -1;
     if (f->head[pid] < 0) {
+        /* On the order list first: field_reset clears exactly the heads listed there. */
+        if (ivec_push(&f->order, pid) < 0) return -1;
         f->head[pid] = idx;
         f->count[pid] = 1;
-        if (ivec_push(&f->order, pid) < 0) return -1;
     } else {
         f->hnext.v[f->tail[pid]] = idx;
         f->count[pid]++;
@@ -482,6 +496,7 @@ typedef struct {
     PyObject *evidence_type, *match_type, *names, *topic_ids, *rounded;
     Py_UCS4 *fold_from, *fold_to; /* the fold table for ASCII results, sorted by fold_from */
     int busy; /* a classify call is running (see classify_impl) */
+    int init_called, ready; /* __init__ runs once; ready only when it succeeded */
     Py_ssize_t nfold;
     /* scratch */
     double *bound;
@@ -633,19 +648,36 @@ static int engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
     PyObject *lower, *cased, *topics, *names, *topic_ids, *evidence_type, *match_type, *fold;
     Py_ssize_t npat;
     long max_count;
-    if (self->topics) { PyErr_SetString(PyExc_RuntimeError, "already initialised"); return -1; }
+    if (self->init_called) { PyErr_SetString(PyExc_RuntimeError, "Engine.__init__ runs once"); return -1; }
+    self->init_called = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OlO!O!O!O!", kwlist, &lower, &cased, &PyList_Type, &names,
                                      &topics, &max_count, &PyList_Type, &topic_ids, &PyType_Type, &evidence_type,
                                      &PyType_Type, &match_type, &PyDict_Type, &fold))
         return -1;
     if (fold_table(self, fold) < 0) return -1;
-    npat = PyList_GET_SIZE(names);
+    /* Own copies: the caller's lists could change under us. */
+    if (!(self->names = PyList_AsTuple(names)) || !(self->topic_ids = PyList_AsTuple(topic_ids))) return -1;
+    npat = PyTuple_GET_SIZE(self->names);
     for (Py_ssize_t i = 0; i < npat; i++) {
-        if (!PyUnicode_Check(PyList_GET_ITEM(names, i))) { PyErr_SetString(PyExc_TypeError, "patterns must be str"); return -1; }
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(self->names, i))) {
+            PyErr_SetString(PyExc_TypeError, "patterns must be str");
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->topic_ids); i++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(self->topic_ids, i))) {
+            PyErr_SetString(PyExc_TypeError, "topic ids must be str");
+            return -1;
+        }
+    }
+    /* construct() calls object's tp_new directly: accept only types object.__new__ accepts. */
+    for (int i = 0; i < 2; i++) {
+        PyObject *probe = PyObject_CallMethod((PyObject *)&PyBaseObject_Type, "__new__", "O",
+                                              i ? match_type : evidence_type);
+        if (!probe) return -1;
+        Py_DECREF(probe);
     }
     if (!(self->rounded = PyDict_New())) return -1;
-    Py_INCREF(names); self->names = names;
-    Py_INCREF(topic_ids); self->topic_ids = topic_ids;
     Py_INCREF(evidence_type); self->evidence_type = evidence_type;
     Py_INCREF(match_type); self->match_type = match_type;
     if (npat < 0 || npat > INT32_MAX / 64 || max_count < 1) { PyErr_SetString(PyExc_ValueError, "bad sizes"); return -1; }
@@ -659,7 +691,7 @@ static int engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
     PyObject *fast = PySequence_Fast(topics, "topics must be a sequence");
     if (!fast) return -1;
     Py_ssize_t T = self->ntopics = PySequence_Fast_GET_SIZE(fast);
-    if (PyList_GET_SIZE(topic_ids) != T) { Py_DECREF(fast); PyErr_SetString(PyExc_ValueError, "topic_ids"); return -1; }
+    if (PyTuple_GET_SIZE(self->topic_ids) != T) { Py_DECREF(fast); PyErr_SetString(PyExc_ValueError, "topic_ids"); return -1; }
     self->topics = calloc((size_t)(T ? T : 1), sizeof(Topic));
     self->term_w = calloc((size_t)(npat ? npat : 1) * (size_t)(T ? T : 1), sizeof(double));
     self->bound = calloc((size_t)(T ? T : 1), sizeof(double));
@@ -740,6 +772,7 @@ static int engine_init(EngineObject *self, PyObject *args, PyObject *kwds) {
         if (!f->head || !f->tail || !f->count) { PyErr_NoMemory(); return -1; }
         for (Py_ssize_t p = 0; p < npat; p++) f->head[p] = -1;
     }
+    self->ready = 1;
     return 0;
 }
 
@@ -929,6 +962,7 @@ static PyObject *round4(double x) {
 }
 
 static PyObject *round4_cached(EngineObject *self, double x) {
+    if (x == 0.0) return round4(x); /* 0.0 == -0.0 as dict keys; keep the sign */
     PyObject *key = PyFloat_FromDouble(x);
     if (!key) return NULL;
     PyObject *hit = PyDict_GetItemWithError(self->rounded, key);
@@ -977,7 +1011,7 @@ static PyObject *make_evidence(EngineObject *self, const Ev *e, PyObject *const 
     if (!d) return NULL;
     if ((text = PyUnicode_Substring(orig, start, end)) && (pstart = PyLong_FromSsize_t(start)) &&
         (pend = PyLong_FromSsize_t(end)) && (weight = round4_cached(self, e->weight)) &&
-        PyDict_SetItem(d, S_term, PyList_GET_ITEM(self->names, e->pid)) == 0 && PyDict_SetItem(d, S_text, text) == 0 &&
+        PyDict_SetItem(d, S_term, PyTuple_GET_ITEM(self->names, e->pid)) == 0 && PyDict_SetItem(d, S_text, text) == 0 &&
         PyDict_SetItem(d, S_field, e->field ? S_body : S_title) == 0 && PyDict_SetItem(d, S_start, pstart) == 0 &&
         PyDict_SetItem(d, S_end, pend) == 0 && PyDict_SetItem(d, S_rule, e->kind ? S_near : S_term) == 0 &&
         PyDict_SetItem(d, S_weight, weight) == 0)
@@ -997,7 +1031,7 @@ static PyObject *make_match(EngineObject *self, Py_ssize_t t, double raw, PyObje
         PyList_SET_ITEM(evs, i, ev);
     }
     if ((score = round4(raw / (raw + self->topics[t].threshold))) && (d = PyDict_New()) &&
-        PyDict_SetItem(d, S_topic, PyList_GET_ITEM(self->topic_ids, t)) == 0 && PyDict_SetItem(d, S_score, score) == 0 &&
+        PyDict_SetItem(d, S_topic, PyTuple_GET_ITEM(self->topic_ids, t)) == 0 && PyDict_SetItem(d, S_score, score) == 0 &&
         PyDict_SetItem(d, S_evidence, evs) == 0)
         obj = construct(self->match_type, d, MATCH_FIELDS);
     Py_XDECREF(score); Py_XDECREF(d);
@@ -1013,7 +1047,7 @@ static PyObject *classify_impl(EngineObject *self, PyObject *const *originals, P
 
 static PyObject *engine_classify(EngineObject *self, PyObject *args) {
     PyObject *texts[4], *originals[2], *indexes[2];
-    if (!self->topics) { PyErr_SetString(PyExc_RuntimeError, "not initialised"); return NULL; }
+    if (!self->ready) { PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised"); return NULL; }
     if (!PyArg_ParseTuple(args, "UOUUUOUU", &originals[0], &indexes[0], &texts[0], &texts[1], &originals[1],
                           &indexes[1], &texts[2], &texts[3]))
         return NULL;
@@ -1083,7 +1117,10 @@ static PyObject *classify_impl_locked(EngineObject *self, PyObject *const *origi
             int32_t pid = f->order.v[i];
             for (int32_t r = self->side_off[pid]; r < self->side_off[pid + 1]; r++) {
                 int32_t g = self->side_g[r];
-                if (!self->seen[g] && ivec_push(&self->touched, g) < 0) goto fail;
+                if (!self->seen[g] && ivec_push(&self->touched, g) < 0) {
+                    memset(self->seen, 0, (size_t)self->nnear + 1); /* no stale flags for the next item */
+                    goto fail;
+                }
                 self->seen[g] |= self->side_bit[r];
             }
         }
@@ -1150,7 +1187,7 @@ static int fold_ascii(EngineObject *self, PyObject *text, PyObject **folded, PyO
  * the general fold (the caller then folds in Python and calls classify()). */
 static PyObject *engine_classify_text(EngineObject *self, PyObject *args) {
     PyObject *originals[2], *texts[4] = {NULL, NULL, NULL, NULL}, *indexes[2] = {Py_None, Py_None}, *out = NULL;
-    if (!self->topics) { PyErr_SetString(PyExc_RuntimeError, "not initialised"); return NULL; }
+    if (!self->ready) { PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised"); return NULL; }
     if (!PyArg_ParseTuple(args, "UU", &originals[0], &originals[1])) return NULL;
     for (int fi = 0; fi < 2; fi++) {
         int ok = fold_ascii(self, originals[fi], &texts[2 * fi + 1], &texts[2 * fi]);

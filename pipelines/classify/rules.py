@@ -66,7 +66,7 @@ Pattern = Annotated[str, Field(min_length=1)]
 class NearRule(BaseModel):
     """Adds ``weight`` when a term of ``a`` occurs within ``window`` words of a term of ``b``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     a: list[Pattern] = Field(min_length=1)
     b: list[Pattern] = Field(min_length=1)
     window: int = Field(default=5, ge=1, le=50)
@@ -76,13 +76,13 @@ class NearRule(BaseModel):
 
 
 class Examples(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     positive: list[str] = Field(default_factory=list)
     negative: list[str] = Field(default_factory=list)
 
 
 class TopicRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     label: str
     definition: str
@@ -119,7 +119,7 @@ class TopicRule(BaseModel):
 
 
 class TopicsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     version: int = 1
     title_weight: float = Field(default=2.0, gt=0)
     max_count: int = Field(default=3, ge=1)

@@ -189,3 +189,9 @@ def test_shipped_rules_on_examples_and_traps(title, expected, unexpected):
         assert expected in found
     if unexpected:
         assert unexpected not in found
+
+
+def test_weights_and_thresholds_must_be_finite():
+    for bad in ('threshold = 2\nterms = { "spy" = nan }', 'threshold = inf\nterms = { "spy" = 1 }'):
+        with pytest.raises(RuleError, match="finite"):
+            parse_topics(BASE + f'[[topics]]\nid = "x"\nlabel = "x"\ndefinition = "x"\n{bad}\n')

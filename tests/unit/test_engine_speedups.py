@@ -191,3 +191,80 @@ def test_forcing_speedups_off_or_on():
     topics = parse_topics(RULES)
     assert not Engine(topics, speedups=False).compiled
     assert Engine(topics, speedups=True).compiled
+
+
+# --- review findings: misuse of the C type must raise, never crash or corrupt ------------------------
+
+
+def _spec(eng: Engine):
+    """The arguments Engine._compile_fast passes, rebuilt for direct calls."""
+    import newsmon_speedups
+
+    from pipelines.classify.engine import _FOLD
+    from pipelines.model import Evidence, TopicMatch
+
+    return newsmon_speedups, dict(
+        lower_keys=[(" x", [(0, False)])], cased_keys=[], patterns=["x"], topics=[], max_count=3,
+        topic_ids=[], evidence_type=Evidence, match_type=TopicMatch, fold=dict(_FOLD),
+    )  # fmt: skip
+
+
+def test_a_failed_init_leaves_an_engine_that_refuses_work_and_cannot_be_reinitialised():
+    module, kwargs = _spec(Engine(parse_topics(RULES)))
+    broken = module.Engine.__new__(module.Engine)
+    with pytest.raises(ValueError):
+        broken.__init__(**{**kwargs, "topics": [(1.0, 2.0, [(99, 1.0)], [], [], [], [])]})  # unknown pattern id
+    with pytest.raises(RuntimeError, match="not initialised"):
+        broken.classify_text("x", "x")
+    with pytest.raises(RuntimeError, match="runs once"):
+        broken.__init__(**kwargs)
+
+
+def test_model_types_that_object_new_refuses_are_rejected_up_front():
+    module, kwargs = _spec(Engine(parse_topics(RULES)))
+
+    class NotAModel(dict):
+        pass
+
+    with pytest.raises(TypeError):
+        module.Engine(**{**kwargs, "evidence_type": NotAModel})
+
+
+def test_targets_whose_length_changes_while_read_are_rejected():
+    module, kwargs = _spec(Engine(parse_topics(RULES)))
+
+    class Lying(list):
+        def __len__(self):
+            return 0
+
+    with pytest.raises(ValueError, match="bad targets"):
+        module.Engine(**{**kwargs, "lower_keys": [(" x", Lying([(0, False)] * 64))]})
+
+
+def test_the_engine_keeps_its_own_copy_of_the_pattern_names():
+    eng = Engine(parse_topics(RULES))
+    before = [m.model_dump_json() for m in eng.classify("MI5 spy", "espionage in the U.K.")]
+    eng._pattern_names.clear()
+    assert [m.model_dump_json() for m in eng.classify("MI5 spy", "espionage in the U.K.")] == before
+
+
+def test_negative_zero_weights_keep_their_sign():
+    topics = parse_topics(RULES.replace("title_weight = 2.5", "title_weight = 1e-200"))
+    # Title gains underflow to 0.0 (tariff*, weight 2) and to -0.0 (energy, weight -1) in one engine.
+    body = "tariffs and a tariff, anti-dumping"
+    _same(topics, [("tariff", body), ("energy", body), ("tariff energy", body)])
+    (match,) = Engine(topics).classify("energy", body)
+    assert "-0.0" in match.model_dump_json()
+
+
+def test_rules_with_very_many_distinct_characters_use_the_python_engine():
+    cjk = [chr(0x4E00 + i) + chr(0x5E00 + i) for i in range(3000)]
+    terms = ", ".join(f'"{w}" = 1' for w in cjk)
+    topics = parse_topics(
+        f'version = 1\n[[topics]]\nid = "c"\nlabel = "c"\ndefinition = "c"\nthreshold = 2\nterms = {{ {terms} }}\n'
+    )
+    eng = Engine(topics)
+    assert not eng.compiled  # the dense build table would be too large: Python, with a warning
+    assert [m.topic for m in eng.classify(cjk[0], cjk[1])] == ["c"]
+    with pytest.raises(ValueError, match="too many or too long"):
+        Engine(topics, speedups=True)
