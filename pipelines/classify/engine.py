@@ -3,8 +3,13 @@
 Matching is one Aho–Corasick pass (pyahocorasick, C) per field over normalised lower-case text for
 all topics at once, plus one pass over case-preserved text for the few case-sensitive acronyms.
 Python then touches only actual hits: topics are scored only when their hits could reach the
-threshold, and evidence is built only for topics that match. That is what keeps classification
-off the pipeline's critical path (see docs/benchmarks.md).
+threshold, and evidence is built only for topics that match.
+
+When the optional C extension ``newsmon_speedups`` is built (setup.py; sources in
+``pipelines/classify/_speedups/``), the same matching, scoring and evidence run there, ~6x faster;
+this module compiles the rules for it, folds the text it cannot fold itself, and stays the
+reference it is tested against item for item (tests/unit/test_engine_speedups.py). That is what
+keeps classification off the pipeline's critical path (see docs/benchmarks.md).
 
 Score formula (documented in the README)::
 
@@ -337,7 +342,7 @@ class Engine:
             match = self._score(t, rule, fields)
             if match is not None:
                 matches.append(match)
-        matches.sort(key=lambda m: (-m.score, m.topic))
+        matches.sort(key=_rank)
         return matches
 
     def _score(self, t: int, rule: TopicRule, fields: tuple[_Field, _Field]) -> TopicMatch | None:
@@ -441,15 +446,9 @@ def _rank(match: TopicMatch) -> tuple[float, str]:
 
 
 def _evidence(f: _Field, pattern: str, span: tuple[int, int], kind: str, weight: float) -> Evidence:
-    return _make_evidence(f.text, f.index, f.name, pattern, span, kind, weight)
-
-
-def _make_evidence(
-    text: str, index: list[int] | None, field: str, pattern: str, span: tuple[int, int], kind: str, weight: float
-) -> Evidence:
-    start, end = span if index is None else (index[span[0]], index[span[1] - 1] + 1)
+    start, end = span if f.index is None else (f.index[span[0]], f.index[span[1] - 1] + 1)
     return construct_trusted(
-        Evidence, term=pattern, text=text[start:end], field=field, start=start, end=end, rule=kind,
+        Evidence, term=pattern, text=f.text[start:end], field=f.name, start=start, end=end, rule=kind,
         weight=round(weight, 4),
     )  # fmt: skip
 
