@@ -9,6 +9,10 @@ was weakest) and mixed_labeled.jsonl (fifth author: every topic plus hard negati
 later, independently, and used in one tuning round. Their authors draw some borders differently
 (tariff stories as trade too; spying on dissidents not as repression), so their precision floors are
 lower: those disagreements are labelling conventions, not bugs to tune away.
+
+fresh_labeled.jsonl (sixth author, a UK-China news desk's mix) was measured before any change:
+macro-F1 0.935, with tech-regulation precision 0.864 (a bare "regulator" in title and body passed).
+Two weak weights were then lowered (no change on any other set): 0.944.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ FLOORS = {
     "holdout_labeled.jsonl": (0.90, 0.90),
     "trade_rights_labeled.jsonl": (0.90, 0.80),
     "mixed_labeled.jsonl": (0.89, 0.75),
+    "fresh_labeled.jsonl": (0.92, 0.90),
 }
 
 

@@ -133,7 +133,14 @@ def _texts(words: list[str], count: int, seed: int) -> list[tuple[str, str]]:
 
 def _labelled() -> list[tuple[str, str]]:
     items = []
-    for name in ("dev_labeled", "check_labeled", "holdout_labeled", "trade_rights_labeled", "mixed_labeled"):
+    for name in (
+        "dev_labeled",
+        "check_labeled",
+        "holdout_labeled",
+        "trade_rights_labeled",
+        "mixed_labeled",
+        "fresh_labeled",
+    ):
         for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             items.append((row["title"], row.get("summary") or row.get("body") or ""))
